@@ -1,0 +1,199 @@
+"""kinema's command line: `kinema COMMAND --help` (also `python -m kinema`).
+
+Every command reports a bad input as one line on stderr (`error: ...`) and exits non-zero: 2 for a bad
+request or file, 3 for a prompt refused by the usage policy. No traceback reaches the user for those.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="kinema: text-to-video with a spacetime diffusion transformer.")  # fmt: skip
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into one line and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from kinema.checkpoint import CheckpointError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+            raise _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+        except OSError as e:
+            raise _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted", 130) from None
+
+    return wrapper
+
+
+def parse_size(size: str | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like WIDTHxHEIGHT (e.g. 64x64), got {size!r}") from None
+    return w, h
+
+
+@app.command()
+@friendly_errors
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the video shows.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output .mp4, .gif or .png (one frame).")] = Path(
+        "kinema.mp4"
+    ),
+    seconds: Annotated[float | None, typer.Option(help="Duration in seconds (default: the model's, ~2 s).")] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, multiples of the model stride (16).")] = None,
+    fps: Annotated[float | None, typer.Option(help="Frames per second (default: the model's).")] = None,
+    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 30,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 disables it).")] = 5.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same video.")] = 0,
+    sampler: Annotated[str, typer.Option(help="euler or heun.")] = "euler",
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    no_expand: Annotated[bool, typer.Option("--no-expand", help="Use the prompt as written.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Generate a video from a text prompt."""
+    from tqdm import tqdm
+
+    from kinema.pipeline import Pipeline, check_request, frames_for
+    from kinema.video_io import check_output_path
+
+    if not prompt.strip():
+        raise ValueError("the prompt is empty")
+    check_output_path(output, frames=1 if output.suffix.lower() == ".png" else 2)
+    pipe = Pipeline.from_pretrained(model)
+    wh = parse_size(size) or (pipe.meta["width"], pipe.meta["height"])
+    f = fps or pipe.meta["fps"]
+    secs = seconds if seconds is not None else (pipe.meta["frames"] - 1) / pipe.meta["fps"]
+    check_request(pipe, prompt, secs, wh, f, steps, guidance)
+    check_output_path(output, frames_for(secs, f, pipe.vae.cfg.temporal_ratio))
+    bar = tqdm(total=steps, desc="sampling", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(i: int, n: int) -> None:
+        bar.update(i - bar.n)
+
+    video = pipe(prompt, seconds=secs, size=wh, fps=f, steps=steps, guidance=guidance, seed=seed, sampler=sampler,
+                 expand=not no_expand, progress=progress)  # fmt: skip
+    bar.close()
+    path = video.save(output)
+    if not quiet and video.expanded_prompt != prompt:
+        typer.echo(f"expanded prompt: {video.expanded_prompt}", err=True)
+    typer.echo(f"wrote {path} ({len(video.frames)} frames, {wh[0]}x{wh[1]}, {f:g} fps, {video.info['wall_s']:.1f} s)")
+
+
+@app.command()
+@friendly_errors
+def world(
+    out: Annotated[Path, typer.Option(help="Folder for clip_XXXXX.mp4/.txt/.json and captions.jsonl.")],
+    n: Annotated[int, typer.Option(help="Number of clips.")] = 16,
+    split: Annotated[str, typer.Option(help="train, test or holdout.")] = "train",
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT.")] = "64x64",
+    fps: Annotated[float, typer.Option()] = 12.0,
+    seconds: Annotated[float, typer.Option()] = 2.0,
+    start: Annotated[int, typer.Option(help="First scene seed.")] = 0,
+) -> None:
+    """Render clips of the procedural world with their captions and machine-checkable specs."""
+    from tqdm import tqdm
+
+    from kinema import world as W
+    from kinema.checkpoint import atomic_write
+    from kinema.video_io import write_video
+
+    w, h = parse_size(size) or (64, 64)
+    if n < 1 or w < 8 or h < 8 or w % 2 or h % 2 or not (0 < seconds <= 60) or not (0 < fps <= 60):
+        raise ValueError("need n >= 1, even sizes >= 8, seconds in (0, 60] and fps in (0, 60]")
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in tqdm(range(start, start + n), desc="world", file=sys.stderr):
+        scene = W.sample_scene(i, split, aspect=w / h, duration=seconds)
+        spec = W.scene_spec(scene)
+        stem = out / f"clip_{i:05d}"
+        write_video(W.render(scene, w, h, fps), stem.with_suffix(".mp4"), fps)
+        atomic_write(stem.with_suffix(".txt"), lambda p, s=spec: Path(p).write_text(s["long"] + "\n"))
+        atomic_write(stem.with_suffix(".json"), lambda p, s=spec: Path(p).write_text(json.dumps(s, indent=1)))
+        lines.append(json.dumps({"video": stem.with_suffix(".mp4").name, "prompt": spec["short"], "caption":
+                                 spec["long"], "fps": fps, "spec": stem.with_suffix(".json").name}))  # fmt: skip
+    atomic_write(out / "captions.jsonl", lambda p: Path(p).write_text("\n".join(lines) + "\n"))
+    typer.echo(f"wrote {n} clips to {out}")
+
+
+@app.command("train-vae")
+@friendly_errors
+def train_vae_cmd(
+    out: Annotated[Path, typer.Option(help="Run folder (resumes if it holds a checkpoint).")],
+    steps: Annotated[int, typer.Option()] = 1400,
+    preset: Annotated[str, typer.Option(help="VAE preset: debug or small.")] = "small",
+    batch: Annotated[int, typer.Option()] = 8,
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the causal video VAE on the procedural world."""
+    from kinema.train_vae import train_vae
+    from kinema.vae import VAE_PRESETS
+
+    if preset not in VAE_PRESETS:
+        raise ValueError(f"unknown VAE preset {preset!r}; choose from {', '.join(VAE_PRESETS)}")
+    train_vae(out, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed)
+
+
+@app.command("prepare-world")
+@friendly_errors
+def prepare_world_cmd(
+    vae: Annotated[Path, typer.Option(help="Trained VAE folder (vae.json, vae.safetensors).")],
+    out: Annotated[Path, typer.Option(help="Folder for latent shards (resumable).")],
+    n: Annotated[int, typer.Option(help="Number of clips.")] = 8000,
+) -> None:
+    """Encode world clips and captions into cached latent shards for DiT training."""
+    from kinema.train import prepare_world
+
+    prepare_world(out, vae, n)
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Latent shards from prepare-world.")],
+    vae: Annotated[Path, typer.Option(help="The VAE the shards were encoded with (copied into --out).")],
+    out: Annotated[Path, typer.Option(help="Run folder; a complete model folder (resumes if it holds one).")],
+    steps: Annotated[int, typer.Option()] = 3000,
+    preset: Annotated[str, typer.Option(help="DiT preset: debug, small, base, large.")] = "small",
+    batch: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option()] = 4e-4,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the diffusion transformer on cached world latents."""
+    from kinema.dit import DIT_PRESETS
+    from kinema.train import train as train_fn
+
+    if preset not in DIT_PRESETS:
+        raise ValueError(f"unknown DiT preset {preset!r}; choose from {', '.join(DIT_PRESETS)}")
+    train_fn(out, data, vae, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

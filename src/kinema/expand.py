@@ -1,0 +1,22 @@
+"""Prompt expansion: rewrite a short prompt into the detailed caption style the model was trained on.
+
+Sora (after DALL-E 3) trains on detailed captions and, at generation, expands a user's short prompt into
+one with a language model. kinema's expander is local and exact for its world: it parses the prompt with
+the world grammar (world.parse_prompt) and writes the long caption of the parsed scene (world.long_caption),
+filling unnamed details with canonical defaults (a static camera, positions laid out in the order named).
+A prompt it cannot parse, or one already written in detail, passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from kinema import world
+
+
+def expand_prompt(prompt: str, aspect: float = 1.0, duration: float = 2.0) -> str:
+    """The detailed caption for a short prompt, or the prompt itself when it is already long or unparsable."""
+    if len(prompt.split()) > 30:
+        return prompt
+    scene = world.parse_prompt(prompt, aspect=aspect, duration=duration)
+    if scene is None:
+        return prompt
+    return world.long_caption(scene)

@@ -1,0 +1,98 @@
+"""Rectified-flow math as pure functions: noising, timesteps, loss, guidance and ODE samplers.
+
+Convention (Liu et al., 2022, "Flow Straight and Fast"; Esser et al., 2024, "SD3"): x_t = (1 - t) x_0 + t e
+with e ~ N(0, I); t = 1 is noise and t = 0 is data; the network predicts the velocity v = e - x_0, and
+sampling integrates dx/dt = v from t = 1 down to t = 0. Every sampler has one signature,
+`sampler(model_fn, x, timesteps, callback=None) -> x_0` with `model_fn(x, t) -> v` (after k-diffusion).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+ModelFn = Callable[[Tensor, Tensor], Tensor]
+Callback = Callable[[int, int], None] | None
+
+
+def shift_for_tokens(tokens: int, base_tokens: int = 256, max_shift: float = 6.0) -> float:
+    """Timestep shift that grows with the token count: sqrt(n / n_base) (SD3 section 5.3.2), at least 1.
+    More tokens carry more redundant signal, so more of training and sampling must sit at high noise."""
+    return float(min(max_shift, max(1.0, math.sqrt(tokens / base_tokens))))
+
+
+def shift_timesteps(t: Tensor, shift: float) -> Tensor:
+    """Map t in [0, 1] to shift * t / (1 + (shift - 1) t): shift > 1 spends more time at high noise."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def sample_timesteps(n: int, shift: float = 1.0, mean: float = 0.0, std: float = 1.0,
+                     generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
+    """Logit-normal timesteps (SD3 section 3.1): t = sigmoid(N(mean, std)), then shifted. Shape (n,)."""
+    u = torch.randn(n, generator=generator) * std + mean
+    return shift_timesteps(torch.sigmoid(u), shift)
+
+
+def add_noise(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """x_t = (1 - t) x0 + t noise; t broadcasts from (B,) or (B, T) over (B, C, T, H, W)."""
+    t = t.view(t.shape[0], 1, -1, 1, 1) if t.ndim == 2 else t.view(-1, 1, 1, 1, 1)
+    return (1 - t) * x0 + t * noise
+
+
+def flow_loss(v_pred: Tensor, x0: Tensor, noise: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Rectified-flow (conditional flow matching) loss: mean squared error to v = noise - x0.
+    weight: optional (B, 1, T, 1, 1) mask, e.g. zero on frames given as clean references."""
+    err = (v_pred.float() - (noise - x0).float()).pow(2)
+    if weight is None:
+        return err.mean()
+    w = weight.expand_as(err)
+    return (err * w).sum() / w.sum().clamp(min=1)
+
+
+def timestep_schedule(steps: int, shift: float = 1.0) -> Tensor:
+    """steps + 1 decreasing times from 1 to 0, uniformly spaced then shifted."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
+
+
+def guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance (Ho & Salimans, 2022): uncond + scale (cond - uncond)."""
+    return uncond + scale * (cond - uncond)
+
+
+@torch.no_grad()
+def euler(model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = None) -> Tensor:
+    """First-order Euler integration of dx/dt = v over the given times."""
+    n = len(timesteps) - 1
+    for i in range(n):
+        t, t_next = timesteps[i], timesteps[i + 1]
+        x = x + (t_next - t) * model_fn(x, t.expand(x.shape[0]))
+        if callback is not None:
+            callback(i + 1, n)
+    return x
+
+
+@torch.no_grad()
+def heun(model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = None) -> Tensor:
+    """Second-order Heun integration (Karras et al., 2022, Algorithm 1): two model calls per step, the
+    last step to t = 0 is a plain Euler step."""
+    n = len(timesteps) - 1
+    for i in range(n):
+        t, t_next = timesteps[i], timesteps[i + 1]
+        v = model_fn(x, t.expand(x.shape[0]))
+        x_euler = x + (t_next - t) * v
+        if t_next > 0:
+            v_next = model_fn(x_euler, t_next.expand(x.shape[0]))
+            x = x + (t_next - t) * 0.5 * (v + v_next)
+        else:
+            x = x_euler
+        if callback is not None:
+            callback(i + 1, n)
+    return x
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"euler": euler, "heun": heun}
