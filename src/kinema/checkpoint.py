@@ -38,11 +38,19 @@ def atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def save_component(folder: Path, name: str, module: torch.nn.Module, config: Any, dtype: torch.dtype | None = None,
-                   extra: dict | None = None) -> None:  # fmt: skip
+def save_component(
+    folder: Path,
+    name: str,
+    module: torch.nn.Module,
+    config: Any,
+    dtype: torch.dtype | None = None,
+    extra: dict | None = None,
+) -> None:
     """Write folder/name.safetensors (weights, optionally cast) and folder/name.json (the config)."""
-    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-             for k, v in module.state_dict().items()}  # fmt: skip
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+        for k, v in module.state_dict().items()
+    }
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     meta = {"config": cfg, **(extra or {})}
     atomic_write(Path(folder) / f"{name}.safetensors", lambda p: save_file(state, p))
@@ -75,6 +83,22 @@ def load_weights(folder: Path, name: str, module: torch.nn.Module) -> None:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {path} does not match its config: {first}") from None
+
+
+def save_model_copy(src: Path, dest: Path, names: tuple[str, ...], dtype: torch.dtype) -> None:
+    """Copy model.json and each component's config and weights from src to dest, casting float weights."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        try:
+            state = load_file(src / f"{name}.safetensors")
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"cannot read {src / name}.safetensors: {e}") from None
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        atomic_write(dest / f"{name}.safetensors", lambda p, s=state: save_file(s, p))
+        text = (src / f"{name}.json").read_text()
+        atomic_write(dest / f"{name}.json", lambda p, t=text: Path(p).write_text(t))
+    text = (src / "model.json").read_text()
+    atomic_write(dest / "model.json", lambda p: Path(p).write_text(text))
 
 
 def save_train_state(folder: Path, state: dict) -> None:

@@ -15,8 +15,12 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="kinema: text-to-video with a spacetime diffusion transformer.")  # fmt: skip
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="kinema: text-to-video with a spacetime diffusion transformer.",
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -93,8 +97,18 @@ def generate(
     def progress(i: int, n: int) -> None:
         bar.update(i - bar.n)
 
-    video = pipe(prompt, seconds=secs, size=wh, fps=f, steps=steps, guidance=guidance, seed=seed, sampler=sampler,
-                 expand=not no_expand, progress=progress)  # fmt: skip
+    video = pipe(
+        prompt,
+        seconds=secs,
+        size=wh,
+        fps=f,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        sampler=sampler,
+        expand=not no_expand,
+        progress=progress,
+    )
     bar.close()
     path = video.save(output)
     if not quiet and video.expanded_prompt != prompt:
@@ -132,8 +146,17 @@ def world(
         write_video(W.render(scene, w, h, fps), stem.with_suffix(".mp4"), fps)
         atomic_write(stem.with_suffix(".txt"), lambda p, s=spec: Path(p).write_text(s["long"] + "\n"))
         atomic_write(stem.with_suffix(".json"), lambda p, s=spec: Path(p).write_text(json.dumps(s, indent=1)))
-        lines.append(json.dumps({"video": stem.with_suffix(".mp4").name, "prompt": spec["short"], "caption":
-                                 spec["long"], "fps": fps, "spec": stem.with_suffix(".json").name}))  # fmt: skip
+        lines.append(
+            json.dumps(
+                {
+                    "video": stem.with_suffix(".mp4").name,
+                    "prompt": spec["short"],
+                    "caption": spec["long"],
+                    "fps": fps,
+                    "spec": stem.with_suffix(".json").name,
+                }
+            )
+        )
     atomic_write(out / "captions.jsonl", lambda p: Path(p).write_text("\n".join(lines) + "\n"))
     typer.echo(f"wrote {n} clips to {out}")
 
@@ -189,6 +212,47 @@ def train(
     if preset not in DIT_PRESETS:
         raise ValueError(f"unknown DiT preset {preset!r}; choose from {', '.join(DIT_PRESETS)}")
     train_fn(out, data, vae, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed)
+
+
+@app.command()
+@friendly_errors
+def export(
+    run: Annotated[Path, typer.Option(help="A trained model folder (from `kinema train`).")],
+    out: Annotated[Path, typer.Option(help="Destination folder (src/kinema/assets ships with the package).")],
+) -> None:
+    """Write a compact float16 copy of a trained model folder (what the package ships)."""
+    from kinema.train import export_model
+
+    export_model(run, out)
+    typer.echo(f"exported {run} to {out}")
+
+
+@app.command("eval")
+@friendly_errors
+def eval_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for report.json and contact sheets.")],
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    set_name: Annotated[str, typer.Option("--set", help="Prompt set: test (unseen scenes) or holdout.")] = "test",
+    n: Annotated[int, typer.Option(help="Number of prompts.")] = 200,
+    steps: Annotated[int, typer.Option()] = 30,
+    guidance: Annotated[float, typer.Option()] = 5.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    no_expand: Annotated[bool, typer.Option("--no-expand", help="Score raw prompts, without expansion.")] = False,
+) -> None:
+    """Score prompt adherence (colour, shape, motion, relations, camera) on held-out world prompts."""
+    from kinema.evaluate import HEADLINE, evaluate
+    from kinema.pipeline import Pipeline
+
+    if set_name not in ("test", "holdout"):
+        raise ValueError(f"unknown prompt set {set_name!r}; choose test or holdout")
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    rep = evaluate(Pipeline.from_pretrained(model), set_name, n, steps, guidance, not no_expand, seed, out)
+    for k in (*HEADLINE, *sorted(set(rep["rates"]) - set(HEADLINE))):
+        if k in rep["rates"]:
+            lo, hi = rep["ci95"][k]
+            typer.echo(f"{k:>10}: {rep['rates'][k]:.3f}  [{lo:.3f}, {hi:.3f}]")
+    typer.echo(f"wrote {out / 'report.json'}")
 
 
 def main() -> None:

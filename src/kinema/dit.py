@@ -122,8 +122,9 @@ class DiTBlock(nn.Module):
         self.mlp = Mlp(d, int(d * cfg.mlp_ratio))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
 
-    def forward(self, x: Tensor, c: Tensor, context: Tensor, mask: Tensor, rope: tuple[Tensor, Tensor],
-                frame_tokens: int) -> Tensor:  # fmt: skip
+    def forward(
+        self, x: Tensor, c: Tensor, context: Tensor, mask: Tensor, rope: tuple[Tensor, Tensor], frame_tokens: int
+    ) -> Tensor:
         # c: (B, T', D) per latent frame -> per token by repeating over the frame's h*w tokens
         mods = self.ada(c).repeat_interleave(frame_tokens, dim=1)  # (B, N, 6D)
         sh1, sc1, g1, sh2, sc2, g2 = mods.chunk(6, dim=-1)
@@ -181,8 +182,9 @@ class DiT(nn.Module):
         pooled = (text * m).sum(1) / m.sum(1).clamp(min=1)
         return self.text_proj(text), self.pool_embed(pooled)
 
-    def forward(self, x: Tensor, t: Tensor, text: Tensor, text_mask: Tensor,
-                text_cache: tuple[Tensor, Tensor] | None = None) -> Tensor:  # fmt: skip
+    def forward(
+        self, x: Tensor, t: Tensor, text: Tensor, text_mask: Tensor, text_cache: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
         """x: (B, C, T, H, W) noisy latent; t: (B,) or (B, T) in [0, 1]; text: (B, L, text_dim);
         text_mask: (B, L) bool. Returns the predicted velocity, shaped like x."""
         assert x.ndim == 5, f"expected (B, C, T, H, W), got {tuple(x.shape)}"
@@ -203,8 +205,9 @@ class DiT(nn.Module):
         for blk in self.blocks:
             h = blk(h, c, context, text_mask, rope, gh * gw)
         out = self.final(h, c, gh * gw)  # (B, N, patch_dim)
-        return rearrange(out, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=gt, h=gh, w=gw, pt=pt,
-                         ph=ph, pw=pw)  # fmt: skip
+        return rearrange(
+            out, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=gt, h=gh, w=gw, pt=pt, ph=ph, pw=pw
+        )
 
 
 def count_params(model: nn.Module) -> int:

@@ -29,8 +29,9 @@ def shift_timesteps(t: Tensor, shift: float) -> Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
-def sample_timesteps(n: int, shift: float = 1.0, mean: float = 0.0, std: float = 1.0,
-                     generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
+def sample_timesteps(
+    n: int, shift: float = 1.0, mean: float = 0.0, std: float = 1.0, generator: torch.Generator | None = None
+) -> Tensor:
     """Logit-normal timesteps (SD3 section 3.1): t = sigmoid(N(mean, std)), then shifted. Shape (n,)."""
     u = torch.randn(n, generator=generator) * std + mean
     return shift_timesteps(torch.sigmoid(u), shift)

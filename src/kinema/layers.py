@@ -35,8 +35,13 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
     return t, h, head_dim - t - h
 
 
-def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0, offset: tuple[int, int, int] = (0, 0, 0),
-            device: torch.device | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+def rope_3d(
+    grid: tuple[int, int, int],
+    head_dim: int,
+    theta: float = 10000.0,
+    offset: tuple[int, int, int] = (0, 0, 0),
+    device: torch.device | None = None,
+) -> tuple[Tensor, Tensor]:
     """cos and sin tables of shape (N, head_dim // 2) for the tokens of a (T, H, W) grid in t-h-w order.
 
     RoPE: Su et al., 2021 (RoFormer). offset shifts positions (used when a window of a longer video is

@@ -95,8 +95,9 @@ def frames_for(seconds: float, fps: float, temporal_ratio: int) -> int:
     return 1 + temporal_ratio * max(0, round(seconds * fps / temporal_ratio))
 
 
-def check_request(pipe: Pipeline, prompt: str, seconds: float, size: tuple[int, int], fps: float, steps: int,
-                  guidance: float) -> None:  # fmt: skip
+def check_request(
+    pipe: Pipeline, prompt: str, seconds: float, size: tuple[int, int], fps: float, steps: int, guidance: float
+) -> None:
     """Raise KinemaError with a one-line reason for a request that cannot be served."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise KinemaError("the prompt is empty")
@@ -117,10 +118,21 @@ def check_request(pipe: Pipeline, prompt: str, seconds: float, size: tuple[int, 
 
 
 @torch.no_grad()
-def generate(pipe: Pipeline, prompt: str, *, seconds: float | None = None, size: tuple[int, int] | None = None,
-             fps: float | None = None, steps: int = 30, guidance: float = 5.0, seed: int = 0,
-             sampler: str = "euler", expand: bool = True, negative_prompt: str = "",
-             progress: Callable[[int, int], None] | None = None) -> Video:  # fmt: skip
+def generate(
+    pipe: Pipeline,
+    prompt: str,
+    *,
+    seconds: float | None = None,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    steps: int = 30,
+    guidance: float = 5.0,
+    seed: int = 0,
+    sampler: str = "euler",
+    expand: bool = True,
+    negative_prompt: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> Video:
     """Sample a video for a prompt. Deterministic given (model, prompt, options, seed)."""
     meta = pipe.meta
     fps = float(fps or meta.get("fps", 12))
@@ -153,7 +165,14 @@ def generate(pipe: Pipeline, prompt: str, *, seconds: float | None = None, size:
     ts = flow.timestep_schedule(steps, flow.shift_for_tokens(tokens))
     z = flow.SAMPLERS[sampler](model_fn, x, ts, callback=progress)
     video = pipe.vae.decode(z, chunk=4 if T > 8 else None)
-    info = {"steps": steps, "guidance": guidance, "sampler": sampler, "size": [w, h], "frames": frames,
-            "seconds": (frames - 1) / fps, "latent": [T, lh, lw],
-            "wall_s": round(time.time() - started, 3)}  # fmt: skip
+    info = {
+        "steps": steps,
+        "guidance": guidance,
+        "sampler": sampler,
+        "size": [w, h],
+        "frames": frames,
+        "seconds": (frames - 1) / fps,
+        "latent": [T, lh, lw],
+        "wall_s": round(time.time() - started, 3),
+    }
     return Video(to_uint8(video[0]), fps, prompt, text, int(seed), info)

@@ -28,6 +28,7 @@ from kinema.checkpoint import (
     read_config,
     rng_state,
     save_component,
+    save_model_copy,
     save_train_state,
     set_rng_state,
 )
@@ -50,14 +51,21 @@ def load_vae(folder: Path) -> VideoVAE:
 
 
 @torch.no_grad()
-def prepare_world(out: Path, vae_dir: Path, n: int, shape: ClipShape = DEFAULT_SHAPE,
-                  shard_size: int = 1000, batch: int = 16) -> None:  # fmt: skip
+def prepare_world(
+    out: Path,
+    vae_dir: Path,
+    n: int,
+    shape: ClipShape = DEFAULT_SHAPE,
+    shard_size: int = 1000,
+    batch: int = 16,
+    text_encoder: TextEncoder | None = None,
+) -> None:
     """Render n training clips, encode them with the VAE and both captions with the text encoder, and
     write shard_XXXX.pt files. Resumable: shards already written are kept."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vae = load_vae(vae_dir)
-    enc = TextEncoder.from_pretrained(max_length=TEXT_LEN)
+    enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
     (out / "meta.json").write_text(json.dumps({"n": n, "shape": shape.__dict__, "vae": str(vae_dir)}, indent=2))
     bar = tqdm(total=n, desc="prepare-world", dynamic_ncols=True)
     for s, start in enumerate(range(0, n, shard_size)):
@@ -71,14 +79,21 @@ def prepare_world(out: Path, vae_dir: Path, n: int, shape: ClipShape = DEFAULT_S
             x, scenes = world_batch(list(range(i, min(stop, i + batch))), shape)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 lat.append(vae.encode(x).to(torch.bfloat16))
-            for captions, es, ms_ in (([long_caption(sc) for sc in scenes], tl, ml),
-                                      ([short_caption(sc) for sc in scenes], ts, ms)):  # fmt: skip
+            for captions, es, ms_ in (
+                ([long_caption(sc) for sc in scenes], tl, ml),
+                ([short_caption(sc) for sc in scenes], ts, ms),
+            ):
                 e, m = enc.encode(captions)  # padded to the longest, then to TEXT_LEN below
                 es.append(torch.nn.functional.pad(e, (0, 0, 0, TEXT_LEN - e.shape[1])).to(torch.bfloat16))
                 ms_.append(torch.nn.functional.pad(m, (0, TEXT_LEN - m.shape[1])))
             bar.update(len(scenes))
-        shard = {"latents": torch.cat(lat), "text_long": torch.cat(tl), "mask_long": torch.cat(ml),
-                 "text_short": torch.cat(ts), "mask_short": torch.cat(ms)}  # fmt: skip
+        shard = {
+            "latents": torch.cat(lat),
+            "text_long": torch.cat(tl),
+            "mask_long": torch.cat(ml),
+            "text_short": torch.cat(ts),
+            "mask_short": torch.cat(ms),
+        }
         torch.save(shard, str(path) + ".tmp")
         Path(str(path) + ".tmp").replace(path)
     bar.close()
@@ -96,8 +111,14 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         pe.lerp_(pm, 1 - decay)
 
 
-def make_batch(data: LatentShards, null: tuple[torch.Tensor, torch.Tensor], idx: torch.Tensor, g: torch.Generator,
-               p_short: float, p_drop: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+def make_batch(
+    data: LatentShards,
+    null: tuple[torch.Tensor, torch.Tensor],
+    idx: torch.Tensor,
+    g: torch.Generator,
+    p_short: float,
+    p_drop: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents, text and mask for clip indices idx: the long caption mostly, the short one with
     probability p_short, the empty prompt with probability p_drop (classifier-free guidance training)."""
     x0 = data.latents[idx].float()
@@ -111,15 +132,27 @@ def make_batch(data: LatentShards, null: tuple[torch.Tensor, torch.Tensor], idx:
     return x0, text, mask
 
 
-def train(out: Path, data_dir: Path, vae_dir: Path, preset: str = "small", steps: int = 3000, batch: int = 32,
-          lr: float = 4e-4, ema_decay: float = 0.998, p_short: float = 0.1, p_drop: float = 0.1,
-          save_every: int = 200, seed: int = 0) -> None:  # fmt: skip
+def train(
+    out: Path,
+    data_dir: Path,
+    vae_dir: Path,
+    preset: str = "small",
+    steps: int = 3000,
+    batch: int = 32,
+    lr: float = 4e-4,
+    ema_decay: float = 0.998,
+    p_short: float = 0.1,
+    p_drop: float = 0.1,
+    save_every: int = 200,
+    seed: int = 0,
+    text_encoder: TextEncoder | None = None,
+) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # ---- data -------------------------------------------------------------------------------------------
     data = LatentShards(data_dir)
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
-    enc = TextEncoder.from_pretrained(max_length=TEXT_LEN)
+    enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
     e, m = enc.encode([""], pad_to=TEXT_LEN)
     null = (e[0], m[0])
     del enc
@@ -135,20 +168,37 @@ def train(out: Path, data_dir: Path, vae_dir: Path, preset: str = "small", steps
     state = load_train_state(out)
     if state is not None:
         model.load_state_dict(state["model"])
-        load_weights(out, "dit", ema)
+        ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         step = state["step"]
         print(f"resumed from step {step}")
-    args = dict(preset=preset, steps=steps, batch=batch, lr=lr, ema_decay=ema_decay, p_short=p_short, p_drop=p_drop,
-                seed=seed, data=str(data_dir), n_clips=len(data))  # fmt: skip
+    args = dict(
+        preset=preset,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        ema_decay=ema_decay,
+        p_short=p_short,
+        p_drop=p_drop,
+        seed=seed,
+        data=str(data_dir),
+        n_clips=len(data),
+    )
     (out / "args.json").write_text(json.dumps(args, indent=2))
     shape = meta["shape"]
     _, _, T, H, W = data.latents.shape
     tokens = (T // cfg.patch[0]) * (H // cfg.patch[1]) * (W // cfg.patch[2])
     shift = shift_for_tokens(tokens)
-    model_meta = {"fps": shape["fps"], "width": shape["width"], "height": shape["height"], "frames": shape["frames"],
-                  "text_encoder": "all-MiniLM-L6-v2", "text_len": TEXT_LEN, "train_shift": shift}  # fmt: skip
+    model_meta = {
+        "fps": shape["fps"],
+        "width": shape["width"],
+        "height": shape["height"],
+        "frames": shape["frames"],
+        "text_encoder": "all-MiniLM-L6-v2",
+        "text_len": TEXT_LEN,
+        "train_shift": shift,
+    }
     for f in ("vae.safetensors", "vae.json"):
         shutil.copy(Path(vae_dir) / f, out / f)
     (out / "model.json").write_text(json.dumps(model_meta, indent=2))
@@ -186,8 +236,22 @@ def train(out: Path, data_dir: Path, vae_dir: Path, preset: str = "small", steps
         tb.add_scalar("train/tokens_per_s", batch * tokens / dt, step)
         tb.add_scalar("train/gflops_per_s", flops / dt / 1e9, step)
         if step % save_every == 0 or step == steps:
-            save_component(out, "dit", ema, cfg, dtype=torch.bfloat16, extra={"steps": step})
-            save_train_state(out, {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
-                                   "step": step})  # fmt: skip
+            save_component(out, "dit", ema, cfg, extra={"steps": step})
+            save_train_state(
+                out,
+                {
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "rng": rng_state(),
+                    "step": step,
+                },
+            )
     bar.close()
     tb.close()
+
+
+def export_model(run: Path, dest: Path, dtype: torch.dtype = torch.float16) -> None:
+    """Copy a trained model folder (model.json, vae.*, dit.*) to dest with weights cast to dtype: the shipped
+    model is the EMA DiT and the VAE in float16 (half the bytes, outputs within bf16 autocast noise)."""
+    save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype)

@@ -58,8 +58,17 @@ def measure(vae: VideoVAE, n: int = 64, frames: int = 17, batch: int = 8) -> dic
     return {**stats, "psnr_test": float(np.mean(scores))}
 
 
-def train_vae(out: Path, preset: str = "small", steps: int = 1500, batch: int = 8, frames: int = 9, lr: float = 1e-3,
-              save_every: int = 100, seed: int = 0) -> dict:  # fmt: skip
+def train_vae(
+    out: Path,
+    preset: str = "small",
+    steps: int = 1500,
+    batch: int = 8,
+    frames: int = 9,
+    lr: float = 1e-3,
+    save_every: int = 100,
+    seed: int = 0,
+    measure_n: int = 64,
+) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -74,12 +83,18 @@ def train_vae(out: Path, preset: str = "small", steps: int = 1500, batch: int = 
         set_rng_state(state["rng"])
         step = state["step"]
         print(f"resumed from step {step}")
-    (out / "args.json").write_text(json.dumps(dict(preset=preset, steps=steps, batch=batch, frames=frames, lr=lr,
-                                                   seed=seed), indent=2))  # fmt: skip
+    (out / "args.json").write_text(
+        json.dumps(dict(preset=preset, steps=steps, batch=batch, frames=frames, lr=lr, seed=seed), indent=2)
+    )
     tb = SummaryWriter(str(out / "tb"))
     rng = np.random.default_rng(seed)
-    shapes = [ClipShape(frames, 64, 64, 12.0), ClipShape(frames, 64, 64, 8.0), ClipShape(frames, 64, 64, 16.0),
-              ClipShape(frames, 80, 48, 12.0), ClipShape(frames, 48, 80, 12.0)]  # fmt: skip
+    shapes = [
+        ClipShape(frames, 64, 64, 12.0),
+        ClipShape(frames, 64, 64, 8.0),
+        ClipShape(frames, 64, 64, 16.0),
+        ClipShape(frames, 80, 48, 12.0),
+        ClipShape(frames, 48, 80, 12.0),
+    ]
     bar = tqdm(total=steps, initial=step, desc="train-vae", dynamic_ncols=True)
     t0 = time.time()
     while step < steps:
@@ -105,10 +120,11 @@ def train_vae(out: Path, preset: str = "small", steps: int = 1500, batch: int = 
             save_train_state(out, {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step})
     bar.close()
     del rng
-    result = measure(vae)
+    result = measure(vae, n=measure_n)
     final_cfg = dataclasses.replace(cfg, latent_mean=result["latent_mean"], latent_std=result["latent_std"])
-    save_component(out, "vae", vae, final_cfg, extra={"psnr_test": result["psnr_test"], "steps": step,
-                                                      "wall_s": time.time() - t0})  # fmt: skip
+    save_component(
+        out, "vae", vae, final_cfg, extra={"psnr_test": result["psnr_test"], "steps": step, "wall_s": time.time() - t0}
+    )
     tb.add_scalar("vae/psnr_test", result["psnr_test"], step)
     tb.close()
     print(f"held-out reconstruction PSNR {result['psnr_test']:.2f} dB")

@@ -81,9 +81,11 @@ class CausalConv3d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.kt > 1:
-            past = self.cache if (self.streaming and self.cache is not None) else x[:, :, :1].expand(
-                -1, -1, self.kt - 1, -1, -1
-            )  # fmt: skip
+            past = (
+                self.cache
+                if (self.streaming and self.cache is not None)
+                else x[:, :, :1].expand(-1, -1, self.kt - 1, -1, -1)
+            )
             x = torch.cat([past, x], dim=2)
             if self.streaming:
                 self.cache = x[:, :, -(self.kt - 1) :].detach()

@@ -50,8 +50,12 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float, crf: int = 18)
         atomic_write(p, lambda tmp: Image.fromarray(frames[0]).save(tmp, format="PNG"))
     elif suffix == ".gif":
         imgs = [Image.fromarray(f) for f in frames]
-        atomic_write(p, lambda tmp: imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:],
-                                                 duration=round(1000 / fps), loop=0))  # fmt: skip
+        atomic_write(
+            p,
+            lambda tmp: imgs[0].save(
+                tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=round(1000 / fps), loop=0
+            ),
+        )
     else:
         atomic_write(p, lambda tmp: _write_mp4(frames, tmp, fps, crf))
     return p

@@ -562,8 +562,14 @@ _DIR_PATTERNS = [
     (r"\b(up|upwards?|rises|rising)\b", "up"),
     (r"\b(down|downwards?|sinks|sinking)\b", "down"),
 ]
-_SHAPE_WORDS = {"circle": "circle", "ball": "circle", "disc": "circle", "square": "square", "box": "square",
-                "triangle": "triangle"}  # fmt: skip
+_SHAPE_WORDS = {
+    "circle": "circle",
+    "ball": "circle",
+    "disc": "circle",
+    "square": "square",
+    "box": "square",
+    "triangle": "triangle",
+}
 
 
 def parse_prompt(prompt: str, aspect: float = 1.0, duration: float = 2.0) -> Scene | None:
@@ -575,8 +581,9 @@ def parse_prompt(prompt: str, aspect: float = 1.0, duration: float = 2.0) -> Sce
     in the order first named, then moved to satisfy "left of / right of / above / below".
     """
     text = prompt.lower()
-    noun_re = re.compile(r"\b(?:(small|large|big|little|tiny)\s+)?(" + "|".join(HUES) + r")\s+("
-                         + "|".join(_SHAPE_WORDS) + r")s?\b")  # fmt: skip
+    noun_re = re.compile(
+        r"\b(?:(small|large|big|little|tiny)\s+)?(" + "|".join(HUES) + r")\s+(" + "|".join(_SHAPE_WORDS) + r")s?\b"
+    )
     matches = list(noun_re.finditer(text))
     if not matches:
         return None
@@ -611,6 +618,8 @@ def parse_prompt(prompt: str, aspect: float = 1.0, duration: float = 2.0) -> Sce
 
 
 def _parse_motion(text: str) -> Motion | None:
+    if re.search(r"\b(does not|doesn't|do not|never) move|\b(still|motionless|static|at rest)\b", text):
+        return Motion("static")
     if re.search(r"\b(fall|falls|falling|drop|drops|bounce|bounces|bouncing|tumbles)\b", text):
         return Motion("fall")
     if re.search(r"\b(spin|spins|spinning|rotat\w*|turns|twirl\w*)\b", text):

@@ -1,0 +1,122 @@
+"""The command line: the happy path and every bad input (one line, non-zero exit, no partial output)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def kinema(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "kinema", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def test_generate_end_to_end(debug_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clip.mp4"
+    r = kinema(
+        "generate",
+        "a green circle moves to the right",
+        "--model",
+        str(debug_model),
+        "-o",
+        str(out),
+        "--steps",
+        "2",
+        "--size",
+        "48x32",
+        "--seconds",
+        "1",
+        "--fps",
+        "8",
+        "-q",
+    )
+    assert r.returncode == 0, r.stderr
+    from kinema.video_io import read_video
+
+    frames, fps = read_video(out)
+    assert frames.shape == (9, 32, 48, 3) and fps == pytest.approx(8)
+    assert "wrote" in r.stdout
+
+
+def _one_line_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in r.stderr
+    assert lines[-1].startswith("error: "), r.stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["", "-o", "{tmp}/x.mp4"], "prompt is empty"),
+        (["a red circle", "--size", "65x64", "-o", "{tmp}/x.mp4"], "multiples of 16"),
+        (["a red circle", "--size", "big", "-o", "{tmp}/x.mp4"], "WIDTHxHEIGHT"),
+        (["a red circle", "--seconds", "100000", "-o", "{tmp}/x.mp4"], "seconds must be"),
+        (["a red circle", "-o", "{tmp}/nowhere/x.mp4"], "does not exist"),
+        (["a red circle", "-o", "{tmp}/x.avi"], "must end in"),
+        (["a red circle", "-o", "{tmp}/x.png"], "one frame"),
+    ],
+)
+def test_bad_generate_inputs(debug_model: Path, tmp_path: Path, args: list[str], match: str) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    line = _one_line_error(kinema("generate", *args, "--model", str(debug_model), "--steps", "1", "-q"))
+    assert match in line
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_unwritable_output_leaves_nothing(debug_model: Path, tmp_path: Path) -> None:
+    target = Path("/proc/kinema-test.mp4")  # not writable, even for root
+    line = _one_line_error(
+        kinema("generate", "a red circle", "--model", str(debug_model), "-o", str(target), "--steps", "1", "-q")
+    )
+    assert line.startswith("error: ")
+    assert not target.exists()
+
+
+def test_existing_output_survives_a_failed_run(debug_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "keep.mp4"
+    out.write_bytes(b"precious")
+    _one_line_error(kinema("generate", "a red circle", "--size", "65x64", "--model", str(debug_model), "-o", str(out)))
+    assert out.read_bytes() == b"precious"
+
+
+def test_missing_and_corrupt_checkpoints(debug_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "x.mp4"
+    assert "no model folder" in _one_line_error(
+        kinema("generate", "a red circle", "--model", str(tmp_path / "no"), "-o", str(out))
+    )
+    broken = tmp_path / "broken"
+    shutil.copytree(debug_model, broken)
+    data = (broken / "dit.safetensors").read_bytes()
+    (broken / "dit.safetensors").write_bytes(data[: len(data) // 3])
+    assert "corrupt checkpoint" in _one_line_error(
+        kinema("generate", "a red circle", "--model", str(broken), "-o", str(out))
+    )
+    (broken / "dit.safetensors").unlink()
+    assert "missing checkpoint" in _one_line_error(
+        kinema("generate", "a red circle", "--model", str(broken), "-o", str(out))
+    )
+    (broken / "model.json").write_text("{not json")
+    assert "corrupt model config" in _one_line_error(
+        kinema("generate", "a red circle", "--model", str(broken), "-o", str(out))
+    )
+    assert not out.exists()
+
+
+def test_world_writes_clips_captions_and_specs(tmp_path: Path) -> None:
+    r = kinema("world", "--out", str(tmp_path), "--n", "3", "--split", "holdout", "--size", "48x32")
+    assert r.returncode == 0, r.stderr
+    assert len(list(tmp_path.glob("clip_*.mp4"))) == 3 and (tmp_path / "captions.jsonl").is_file()
+    line = _one_line_error(kinema("world", "--out", str(tmp_path / "w"), "--split", "nope"))
+    assert "unknown split" in line
+
+
+def test_help_lists_commands() -> None:
+    r = kinema("--help")
+    assert r.returncode == 0 and "generate" in r.stdout and "train" in r.stdout

@@ -1,0 +1,58 @@
+import math
+
+import pytest
+import torch
+
+from kinema import flow
+
+
+def test_euler_and_heun_integrate_a_known_ode() -> None:
+    # dx/dt = x from t = 1 to t = 0 has the solution x(0) = x(1) / e
+    x1 = torch.tensor([[1.0, -2.0, 0.5]])
+    exact = x1 / math.e
+    errs = {}
+    for name, sampler in flow.SAMPLERS.items():
+        errs[name] = [
+            (sampler(lambda x, t: x, x1, flow.timestep_schedule(n)) - exact).abs().max().item() for n in (10, 20)
+        ]
+    assert errs["euler"][1] < 0.02 and errs["euler"][0] / errs["euler"][1] == pytest.approx(2, rel=0.15)
+    assert errs["heun"][1] < errs["euler"][1] / 10  # second order is far more accurate
+
+
+def test_straight_flow_is_exact() -> None:
+    # the flow of a point mass at a: v(x, t) = (x - a) / t; Euler follows straight lines exactly
+    a = torch.tensor([[0.3, -0.7]])
+    x1 = torch.tensor([[2.0, 1.0]])
+    out = flow.euler(lambda x, t: (x - a) / t.view(-1, 1), x1, flow.timestep_schedule(7, shift=3.0))
+    torch.testing.assert_close(out, a)
+
+
+def test_loss_is_zero_for_the_true_velocity() -> None:
+    x0, noise = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    assert flow.flow_loss(noise - x0, x0, noise).item() == 0.0
+    w = torch.zeros(2, 1, 3, 1, 1)
+    w[:, :, 1:] = 1
+    v = noise - x0
+    v[:, :, 0] += 5  # errors only on a masked-out frame
+    assert flow.flow_loss(v, x0, noise, weight=w).item() == 0.0
+
+
+def test_noise_endpoints_and_per_frame_t() -> None:
+    x0, noise = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
+    assert torch.equal(flow.add_noise(x0, noise, torch.zeros(2)), x0)
+    assert torch.equal(flow.add_noise(x0, noise, torch.ones(2)), noise)
+    t = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    xt = flow.add_noise(x0, noise, t)
+    assert torch.equal(xt[0, :, 0], x0[0, :, 0]) and torch.equal(xt[0, :, 1], noise[0, :, 1])
+
+
+def test_timesteps() -> None:
+    g = torch.Generator().manual_seed(0)
+    t = flow.sample_timesteps(10000, shift=3.0, generator=g)
+    assert 0 < t.min() and t.max() < 1
+    assert t.mean() > flow.sample_timesteps(10000, generator=g).mean()  # the shift moves mass to high noise
+    sched = flow.timestep_schedule(10, shift=2.0)
+    assert sched[0] == 1 and sched[-1] == 0 and bool((sched[1:] < sched[:-1]).all())
+    assert flow.shift_for_tokens(256) == 1.0 and flow.shift_for_tokens(4096) == 4.0
+    with pytest.raises(ValueError):
+        flow.timestep_schedule(0)

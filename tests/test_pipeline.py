@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinema import Pipeline
+from kinema.pipeline import KinemaError, frames_for
+from kinema.video_io import read_video
+
+
+def test_generate_writes_a_decodable_mp4(debug_pipe: Pipeline, tmp_path: Path) -> None:
+    video = debug_pipe("a red circle falls and bounces", seconds=1.5, size=(64, 48), fps=8, steps=3, seed=1)
+    assert video.frames.shape == (13, 48, 64, 3) and video.frames.dtype == np.uint8
+    path = video.save(tmp_path / "out.mp4")
+    frames, fps = read_video(path)
+    assert frames.shape == (13, 48, 64, 3) and fps == pytest.approx(8)
+    assert np.abs(frames.astype(int) - video.frames.astype(int)).mean() < 12  # H.264 at crf 18
+
+
+def test_same_seed_same_video(debug_pipe: Pipeline) -> None:
+    a = debug_pipe("a blue square moves to the left", steps=3, seed=7)
+    b = debug_pipe("a blue square moves to the left", steps=3, seed=7)
+    c = debug_pipe("a blue square moves to the left", steps=3, seed=8)
+    assert np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_save_load_reproduces_the_video(debug_model: Path, text_encoder, tmp_path: Path) -> None:
+    from tests.conftest import make_debug_model
+
+    pipe = Pipeline.from_pretrained(debug_model, text_encoder=text_encoder)
+    copy = Pipeline.from_pretrained(make_debug_model(tmp_path, seed=0), text_encoder=text_encoder)
+    kw = dict(steps=2, seed=3, sampler="heun")
+    assert np.array_equal(pipe("a cyan triangle spins", **kw).frames, copy("a cyan triangle spins", **kw).frames)
+
+
+def test_one_frame_is_an_image(debug_pipe: Pipeline, tmp_path: Path) -> None:
+    video = debug_pipe("a yellow square", seconds=0.01, steps=2)
+    assert video.frames.shape[0] == 1
+    video.save(tmp_path / "still.png")
+    assert read_video(tmp_path / "still.png")[0].shape == (1, 64, 64, 3)
+
+
+def test_expansion_is_used_and_can_be_skipped(debug_pipe: Pipeline) -> None:
+    expanded = debug_pipe("a red circle falls", steps=1)
+    raw = debug_pipe("a red circle falls", steps=1, expand=False)
+    assert expanded.expanded_prompt.startswith("A large red circle") and raw.expanded_prompt == "a red circle falls"
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(prompt="  "), "empty"),
+        (dict(size=(60, 64)), "multiples of 16"),
+        (dict(seconds=0), "seconds"),
+        (dict(seconds=61), "seconds"),
+        (dict(steps=0), "steps"),
+        (dict(guidance=-1), "guidance"),
+        (dict(sampler="ddim"), "sampler"),
+    ],
+)
+def test_bad_requests(debug_pipe: Pipeline, kwargs: dict, match: str) -> None:
+    prompt = kwargs.pop("prompt", "a red circle")
+    with pytest.raises(KinemaError, match=match):
+        debug_pipe(prompt, **kwargs)
+
+
+def test_frames_for() -> None:
+    assert frames_for(2.0, 12, 4) == 25 and frames_for(0.01, 12, 4) == 1 and frames_for(1.0, 8, 4) == 9
