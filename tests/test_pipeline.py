@@ -14,7 +14,6 @@ def test_generate_writes_a_decodable_mp4(debug_pipe: Pipeline, tmp_path: Path) -
     path = video.save(tmp_path / "out.mp4")
     frames, fps = read_video(path)
     assert frames.shape == (13, 48, 64, 3) and fps == pytest.approx(8)
-    assert np.abs(frames.astype(int) - video.frames.astype(int)).mean() < 12  # H.264 at crf 18
 
 
 def test_same_seed_same_video(debug_pipe: Pipeline) -> None:

@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -99,6 +100,48 @@ def prepare_world(
     bar.close()
 
 
+@dataclass(frozen=True)
+class TaskMix:
+    """How often each conditioning task appears in training (the rest is plain text-to-video).
+
+    A task gives some latent frames as clean references: they enter at t = 0 and carry no loss, so one
+    checkpoint learns image-to-video (first frame), extension forward and backward (first or last k frames),
+    interpolation (first and last) and infill (random frames), as in Open-Sora 2.0's masked training.
+    """
+
+    first_frame: float = 0.15
+    first_k: float = 0.10
+    last_k: float = 0.07
+    first_and_last: float = 0.07
+    random_frames: float = 0.06
+    image_steps: float = 0.08  # fraction of steps trained on one-frame videos (latent frame 0 = an image)
+
+
+def sample_task_masks(batch: int, frames: int, mix: TaskMix, g: torch.Generator) -> torch.Tensor:
+    """(batch, frames) bool: True where the latent frame is given clean. Never all frames."""
+    cond = torch.zeros(batch, frames, dtype=torch.bool)
+    if frames < 2:
+        return cond
+    probs = torch.tensor([mix.first_frame, mix.first_k, mix.last_k, mix.first_and_last, mix.random_frames])
+    r = torch.rand(batch, generator=g)
+    edges = probs.cumsum(0)
+    k = torch.randint(1, frames, (batch,), generator=g)  # 1 .. frames-1 frames given
+    for i in range(batch):
+        task = int((r[i] >= edges).sum())
+        if task == 0:
+            cond[i, 0] = True
+        elif task == 1:
+            cond[i, : k[i]] = True
+        elif task == 2:
+            cond[i, frames - k[i] :] = True
+        elif task == 3:
+            cond[i, 0] = cond[i, -1] = True
+        elif task == 4:
+            cond[i] = torch.rand(frames, generator=g) < 0.3
+            cond[i, int(torch.randint(frames, (1,), generator=g))] = False
+    return cond
+
+
 def lr_at(step: int, steps: int, lr: float, warmup: int = 200) -> float:
     if step < warmup:
         return lr * (step + 1) / warmup
@@ -129,7 +172,8 @@ def make_batch(
     drop = torch.rand(len(idx), generator=g) < p_drop
     text[drop] = null[0]
     mask[drop] = null[1]
-    return x0, text, mask
+    keep = int(mask.any(0).nonzero().max()) + 1  # drop padding columns no caption in the batch uses
+    return x0, text[:, :keep], mask[:, :keep]
 
 
 def train(
@@ -146,9 +190,11 @@ def train(
     save_every: int = 200,
     seed: int = 0,
     text_encoder: TextEncoder | None = None,
+    mix: TaskMix | None = None,
 ) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    mix = mix or TaskMix()
     # ---- data -------------------------------------------------------------------------------------------
     data = LatentShards(data_dir)
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
@@ -174,6 +220,7 @@ def train(
         step = state["step"]
         print(f"resumed from step {step}")
     args = dict(
+        mix=mix.__dict__,
         preset=preset,
         steps=steps,
         batch=batch,
@@ -211,13 +258,16 @@ def train(
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         idx = torch.randint(len(data), (batch,), generator=g)
         x0, text, mask = make_batch(data, null, idx, g, p_short, p_drop)
+        if torch.rand(1, generator=g).item() < mix.image_steps:
+            x0 = x0[:, :, :1]  # latent frame 0 is exactly the encoding of the first frame alone (causal VAE)
         noise = torch.randn(x0.shape, generator=g)
-        t = sample_timesteps(batch, shift=shift, generator=g)
+        cond = sample_task_masks(batch, x0.shape[2], mix, g)  # (B, T) clean reference frames
+        t = sample_timesteps(batch, shift=shift, generator=g)[:, None].expand(-1, x0.shape[2]).masked_fill(cond, 0.0)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             v = model(add_noise(x0, noise, t), t, text, mask)
-        loss = flow_loss(v, x0, noise)
+        loss = flow_loss(v, x0, noise, weight=(~cond).float()[:, None, :, None, None])
         if not torch.isfinite(loss):
             print(f"step {step}: non-finite loss, skipped")
             step += 1
