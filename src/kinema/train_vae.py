@@ -68,6 +68,8 @@ def train_vae(
     save_every: int = 100,
     seed: int = 0,
     measure_n: int = 64,
+    boost: float = 9.0,
+    init: Path | None = None,
 ) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,8 @@ def train_vae(
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
     state = load_train_state(out)
+    if state is None and init is not None:  # fine-tune: start from another run's weights
+        load_weights(init, "vae", vae)
     if state is not None:
         load_weights(out, "vae", vae)
         opt.load_state_dict(state["optimizer"])
@@ -84,7 +88,19 @@ def train_vae(
         step = state["step"]
         print(f"resumed from step {step}")
     (out / "args.json").write_text(
-        json.dumps(dict(preset=preset, steps=steps, batch=batch, frames=frames, lr=lr, seed=seed), indent=2)
+        json.dumps(
+            dict(
+                preset=preset,
+                steps=steps,
+                batch=batch,
+                frames=frames,
+                lr=lr,
+                seed=seed,
+                boost=boost,
+                init=str(init) if init else None,
+            ),
+            indent=2,
+        )
     )
     tb = SummaryWriter(str(out / "tb"))
     rng = np.random.default_rng(seed)
@@ -103,7 +119,7 @@ def train_vae(
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, logs = vae_loss(vae, x)
+            loss, logs = vae_loss(vae, x, boost=boost)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -131,7 +147,13 @@ def train_vae(
     return result
 
 
-if __name__ == "__main__":  # python -m kinema.train_vae OUT [STEPS]
+if __name__ == "__main__":  # python -m kinema.train_vae OUT [STEPS [INIT [LR]]]
     import sys
 
-    train_vae(Path(sys.argv[1]), steps=int(sys.argv[2]) if len(sys.argv) > 2 else 1500)
+    a = sys.argv[1:]
+    train_vae(
+        Path(a[0]),
+        steps=int(a[1]) if len(a) > 1 else 1500,
+        init=Path(a[2]) if len(a) > 2 else None,
+        lr=float(a[3]) if len(a) > 3 else 1e-3,
+    )
