@@ -26,7 +26,7 @@ from kinema.dit import DiT, forward_flops
 from kinema.pipeline import SHIPPED_MODEL, Pipeline
 
 
-def timed(fn, repeats: int, warmup: int = 1) -> float:  # noqa: ANN001
+def timed(fn, repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     samples = []
