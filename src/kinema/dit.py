@@ -1,7 +1,8 @@
-"""The spacetime diffusion transformer: denoises 1x2x2 patches of the video latent, conditioned on text.
+"""The spacetime diffusion transformer: denoises spacetime patches of the video latent, conditioned on text.
 
 Design (each choice is the field's consensus, see ../shared/docs/ANCHORS.md):
-- tokens are 1x2x2 spacetime patches of the VAE latent; full self-attention over all of them with 3D RoPE
+- tokens are 1xpxp spacetime patches of the VAE latent (1x2x2 on an 8x latent, 1x4x4 on the shipped 4x
+  one: the same 16-pixel token either way); full self-attention over all of them with 3D RoPE
   and QK-norm (RMSNorm on queries and keys, which keeps attention logits bounded in bf16);
 - text enters by cross-attention to the frozen encoder's tokens, plus a pooled text vector added to the
   timestep embedding. Cross-attention rather than MM-DiT joint attention because (a) the text stream is
@@ -53,7 +54,8 @@ class DiTConfig:
 
 DIT_PRESETS: dict[str, DiTConfig] = {
     "debug": DiTConfig(in_channels=8, width=32, depth=2, heads=2, text_dim=384),
-    "small": DiTConfig(width=256, depth=8, heads=4),  # ~13M: the shipped CPU model
+    # the shipped CPU model: ~13M, 1x4x4 patches of the 4x-spatial latent (112 tokens for 2 s at 64x64)
+    "small": DiTConfig(width=256, depth=8, heads=4, patch=(1, 4, 4)),
     "base": DiTConfig(width=512, depth=12, heads=8),  # ~70M
     "large": DiTConfig(width=1024, depth=24, heads=16),  # ~470M: GPU training (issue 7)
 }

@@ -1,4 +1,4 @@
-"""Causal video autoencoder: 4x in time, 8x in space, 16 latent channels by default.
+"""Causal video autoencoder: 4x in time, 4x in space (8x available), 16 latent channels by default.
 
 Causal means every output frame depends only on input frames at or before it, and the first frame is
 encoded alone: T = 1 + 4k frames map to 1 + k latent frames, so an image is a one-frame video (as in
@@ -6,7 +6,7 @@ Wan2.1, HunyuanVideo and CogVideoX). Norms are per frame (RMS over channels), ne
 encoder and decoder can stream a long video chunk by chunk with a cache of the last frames each causal
 convolution saw (`encode(x, chunk=...)`, `decode(z, chunk=...)`); the result equals one full pass.
 
-Layout: videos are (B, 3, T, H, W) in [-1, 1]; latents are (B, C, 1 + (T-1)/4, H/8, W/8).
+Layout: videos are (B, 3, T, H, W) in [-1, 1]; latents are (B, C, 1 + (T-1)/4, H/s, W/s), s = spatial_ratio.
 Train with `kinema train-vae`; see README "Recipe".
 """
 
@@ -28,6 +28,7 @@ class VAEConfig:
     channels: tuple[int, ...] = (64, 128, 160)  # per level; level 0 runs at H/2 after a 2x2 pixel unshuffle
     blocks: tuple[int, ...] = (1, 1, 2)  # residual blocks per level (encoder; the decoder mirrors)
     time_down: tuple[bool, ...] = (True, True)  # between levels; two halvings = 4x in time
+    space_down: tuple[bool, ...] = (True, False)  # between levels; after the 2x2 input unshuffle: 4x in space
     # per-channel latent statistics, measured after training so the DiT sees ~unit-variance latents
     latent_mean: list[float] = field(default_factory=list)
     latent_std: list[float] = field(default_factory=list)
@@ -36,14 +37,18 @@ class VAEConfig:
         self.channels = tuple(self.channels)
         self.blocks = tuple(self.blocks)
         self.time_down = tuple(self.time_down)
-        if len(self.channels) != len(self.blocks) or len(self.time_down) != len(self.channels) - 1:
-            raise ValueError("VAEConfig: channels and blocks need one entry per level, time_down one fewer")
+        self.space_down = tuple(self.space_down)
+        n = len(self.channels)
+        if len(self.blocks) != n or len(self.time_down) != n - 1 or len(self.space_down) != n - 1:
+            raise ValueError("VAEConfig: channels and blocks need one entry per level, time_down/space_down one fewer")
+        if not any(self.time_down + self.space_down) and n > 1:
+            raise ValueError("VAEConfig: a level boundary must downsample in time or space")
         if self.latent_mean and len(self.latent_mean) != self.latent_channels:
             raise ValueError("VAEConfig: latent_mean must have latent_channels entries")
 
     @property
     def spatial_ratio(self) -> int:
-        return 2 ** len(self.channels)  # the input unshuffle plus one halving between levels
+        return 2 ** (1 + sum(self.space_down))  # the 2x2 input unshuffle plus the halvings between levels
 
     @property
     def temporal_ratio(self) -> int:
@@ -51,8 +56,9 @@ class VAEConfig:
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {
-    "debug": VAEConfig(latent_channels=8, channels=(8, 16, 16), blocks=(1, 1, 1)),
-    "small": VAEConfig(),
+    "debug": VAEConfig(latent_channels=8, channels=(8, 16, 16), blocks=(1, 1, 1), space_down=(True, True)),
+    "small": VAEConfig(),  # 4x time, 4x space: at 8x the shapes of small objects were lost (README)
+    "small-8x": VAEConfig(space_down=(True, True)),  # the field's 4x8x8, kept for comparison
 }
 
 
@@ -104,12 +110,13 @@ class ResBlock(nn.Module):
 
 
 class Down(nn.Module):
-    """2x2 space-to-depth (and 2x time-to-depth, the first frame paired with itself) then a 1x1 conv."""
+    """2x2 space-to-depth and/or 2x time-to-depth (the first frame paired with itself), then a 1x1 conv."""
 
-    def __init__(self, cin: int, cout: int, time: bool) -> None:
+    def __init__(self, cin: int, cout: int, time: bool, space: bool = True) -> None:
         super().__init__()
-        self.time = time
-        self.proj = nn.Conv3d(cin * 4 * (2 if time else 1), cout, 1)
+        self.time, self.space = time, space
+        self.s = 2 if space else 1
+        self.proj = nn.Conv3d(cin * self.s * self.s * (2 if time else 1), cout, 1)
         self.streaming = False
         self.seen_first = False
 
@@ -119,28 +126,27 @@ class Down(nn.Module):
             if first:  # the first frame is alone: pair it with itself
                 x = torch.cat([x[:, :, :1], x], dim=2)
             self.seen_first = self.streaming
-            x = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (c pt ph pw) t h w", pt=2, ph=2, pw=2)
-        else:
-            x = rearrange(x, "b c t (h ph) (w pw) -> b (c ph pw) t h w", ph=2, pw=2)
+        pt = 2 if self.time else 1
+        x = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (c pt ph pw) t h w", pt=pt, ph=self.s, pw=self.s)
         return self.proj(x)
 
 
 class Up(nn.Module):
-    """The mirror of Down: a 1x1 conv then depth-to-space (and time, dropping the first frame's twin)."""
+    """The mirror of Down: a 1x1 conv then depth-to-space and/or time (dropping the first frame's twin)."""
 
-    def __init__(self, cin: int, cout: int, time: bool) -> None:
+    def __init__(self, cin: int, cout: int, time: bool, space: bool = True) -> None:
         super().__init__()
-        self.time = time
-        self.cout = cout
-        self.proj = nn.Conv3d(cin, cout * 4 * (2 if time else 1), 1)
+        self.time, self.space = time, space
+        self.s = 2 if space else 1
+        self.proj = nn.Conv3d(cin, cout * self.s * self.s * (2 if time else 1), 1)
         self.streaming = False
         self.seen_first = False
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.proj(x)
+        pt = 2 if self.time else 1
+        x = rearrange(self.proj(x), "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=pt, ph=self.s, pw=self.s)
         if not self.time:
-            return rearrange(x, "b (c ph pw) t h w -> b c t (h ph) (w pw)", ph=2, pw=2)
-        x = rearrange(x, "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=2, ph=2, pw=2)
+            return x
         first = not (self.streaming and self.seen_first)
         self.seen_first = self.streaming
         return x[:, :, 1:] if first else x
@@ -160,12 +166,12 @@ class Encoder(nn.Module):
         for i, c in enumerate(ch):
             blocks: list[nn.Module] = [ResBlock(c, _level_kernel(i)) for _ in range(cfg.blocks[i])]
             if i + 1 < len(ch):
-                blocks.append(Down(c, ch[i + 1], cfg.time_down[i]))
+                blocks.append(Down(c, ch[i + 1], cfg.time_down[i], cfg.space_down[i]))
             self.levels.append(nn.Sequential(*blocks))
         self.norm_out = RMSNorm(ch[-1])
         self.conv_out = CausalConv3d(ch[-1], 2 * cfg.latent_channels, (3, 3, 3))
 
-    def forward(self, x: Tensor) -> Tensor:  # (B, 3, T, H, W) -> (B, 2C, T', H/8, W/8)
+    def forward(self, x: Tensor) -> Tensor:  # (B, 3, T, H, W) -> (B, 2C, T', H/s, W/s)
         x = rearrange(x, "b c t (h ph) (w pw) -> b (c ph pw) t h w", ph=2, pw=2)
         x = self.conv_in(x)
         for level in self.levels:
@@ -184,12 +190,12 @@ class Decoder(nn.Module):
             level = n - 1 - i  # the matching encoder level
             blocks: list[nn.Module] = [ResBlock(c, _level_kernel(level)) for _ in range(cfg.blocks[level])]
             if i + 1 < n:
-                blocks.append(Up(c, ch[i + 1], cfg.time_down[level - 1]))
+                blocks.append(Up(c, ch[i + 1], cfg.time_down[level - 1], cfg.space_down[level - 1]))
             self.levels.append(nn.Sequential(*blocks))
         self.norm_out = RMSNorm(ch[-1])
         self.conv_out = CausalConv3d(ch[-1], 3 * 4, _level_kernel(0))
 
-    def forward(self, z: Tensor) -> Tensor:  # (B, C, T', h, w) -> (B, 3, T, 8h, 8w)
+    def forward(self, z: Tensor) -> Tensor:  # (B, C, T', h, w) -> (B, 3, T, s h, s w)
         x = self.conv_in(z)
         for level in self.levels:
             x = level(x)
