@@ -170,6 +170,12 @@ def train_vae_cmd(
     batch: Annotated[int, typer.Option()] = 8,
     lr: Annotated[float, typer.Option()] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
+    boost: Annotated[float, typer.Option(help="Extra loss weight on object pixels (0: plain loss).")] = 9.0,
+    init: Annotated[
+        Path | None, typer.Option(help="Warm start from a VAE folder (tensors whose shapes match).")
+    ] = None,
+    image_every: Annotated[int, typer.Option(help="Every Nth step is a batch of stills (0: never).")] = 2,
+    stop_after: Annotated[int | None, typer.Option(help="Stop at this step of the --steps schedule.")] = None,
 ) -> None:
     """Train the causal video VAE on the procedural world."""
     from kinema.train_vae import train_vae
@@ -177,7 +183,18 @@ def train_vae_cmd(
 
     if preset not in VAE_PRESETS:
         raise ValueError(f"unknown VAE preset {preset!r}; choose from {', '.join(VAE_PRESETS)}")
-    train_vae(out, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed)
+    train_vae(
+        out,
+        preset=preset,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        boost=boost,
+        init=init,
+        image_every=image_every,
+        stop_after=stop_after,
+    )
 
 
 @app.command("prepare-world")

@@ -73,6 +73,7 @@ def train_vae(
     boost: float = 9.0,
     init: Path | None = None,
     image_every: int = 2,
+    stop_after: int | None = None,
 ) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,8 @@ def train_vae(
     ]
     bar = tqdm(total=steps, initial=step, desc="train-vae", dynamic_ncols=True)
     t0 = time.time()
-    while step < steps:
+    last = min(steps, stop_after) if stop_after else steps  # stop early on the same learning-rate schedule
+    while step < last:
         shape = shapes[np.random.default_rng([seed, step]).integers(len(shapes))]
         n = batch
         if image_every and step % image_every == image_every - 1:  # a batch of stills: spatial detail, cheaply
@@ -144,7 +146,7 @@ def train_vae(
         tb.add_scalar("vae/grad_norm", gnorm.item(), step)
         for k, v in logs.items():
             tb.add_scalar(f"vae/{k}", v, step)
-        if step % save_every == 0 or step == steps:
+        if step % save_every == 0 or step == last:
             save_component(out, "vae", vae, cfg)
             save_train_state(out, {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step})
     bar.close()
