@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from kinema.data import ClipShape, LatentShards, world_batch
 from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
 from kinema.text import TextEncoder
+from kinema.train_vae import lr_at
 from kinema.vae import VAEConfig, VideoVAE
 from kinema.world import long_caption, short_caption
 
@@ -140,12 +140,6 @@ def sample_task_masks(batch: int, frames: int, mix: TaskMix, g: torch.Generator)
             cond[i] = torch.rand(frames, generator=g) < 0.3
             cond[i, int(torch.randint(frames, (1,), generator=g))] = False
     return cond
-
-
-def lr_at(step: int, steps: int, lr: float, warmup: int = 200) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup)))))
 
 
 @torch.no_grad()
@@ -264,7 +258,7 @@ def train(
         cond = sample_task_masks(batch, x0.shape[2], mix, g)  # (B, T) clean reference frames
         t = sample_timesteps(batch, shift=shift, generator=g)[:, None].expand(-1, x0.shape[2]).masked_fill(cond, 0.0)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr)
+            group["lr"] = lr_at(step, steps, lr, warmup=200)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             v = model(add_noise(x0, noise, t), t, text, mask)
         loss = flow_loss(v, x0, noise, weight=(~cond).float()[:, None, :, None, None])

@@ -29,6 +29,7 @@ from kinema.vae import VAE_PRESETS, VideoVAE, vae_loss
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int = 50) -> float:
+    """Linear warmup, then cosine decay to 10% of lr at the last step (shared by both training loops)."""
     if step < warmup:
         return lr * (step + 1) / warmup
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup)))))
