@@ -96,7 +96,7 @@ def load_image(src: ImageInput, size: tuple[int, int]) -> np.ndarray:
         raise VideoError(f"no such image: {p}")
     try:
         with Image.open(p) as im:
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.array(im.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise VideoError(f"cannot read image {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if rgb.size == 0:
