@@ -74,6 +74,20 @@ def test_image_to_video_keeps_the_image_latent(debug_pipe: Pipeline, clip: np.nd
     assert np.abs(video.frames[0].astype(int) - expected).max() <= 1
 
 
+def test_cfg_branches_see_the_same_reference(debug_pipe: Pipeline, clip: np.ndarray) -> None:
+    seen = []
+    hook = debug_pipe.dit.register_forward_pre_hook(lambda m, a: seen.append((a[0].clone(), a[1].clone())))
+    try:
+        debug_pipe("a red circle falls", image=clip[0], seconds=1, steps=2, guidance=4.0)
+    finally:
+        hook.remove()
+    z0 = debug_pipe.vae.encode(to_tensor(clip[:1])[None])[0, :, 0]
+    assert len(seen) == 2
+    for x, t in seen:  # (cond, uncond) batch: text differs, the reference frame does not
+        assert x.shape[0] == 2 and torch.allclose(x[0, :, 0], z0) and torch.allclose(x[1, :, 0], z0)
+        assert torch.all(t[:, 0] == 0) and torch.all(t[:, 1:] > 0)
+
+
 def test_other_aspect_and_frame_rate(debug_pipe: Pipeline, clip: np.ndarray) -> None:
     video = debug_pipe("a red circle falls", image=clip[0], seconds=1, fps=12, steps=1, size=(112, 64))
     assert video.frames.shape == (13, 64, 112, 3)
@@ -108,13 +122,14 @@ def test_fill_keeps_the_frames_before_the_gap(debug_pipe: Pipeline, clip: np.nda
 
 
 def test_loop_and_edit_and_one_frame(debug_pipe: Pipeline, clip: np.ndarray) -> None:
-    assert debug_pipe("a red circle spins", loop=True, seconds=1, **KW).frames.shape == (9, 64, 64, 3)
-    assert debug_pipe("a red circle spins", loop=True, image=clip[0], **KW).frames.shape == (9, 64, 64, 3)
+    one = dict(steps=1, guidance=1)
+    assert debug_pipe("a red circle spins", loop=True, seconds=1, **one).frames.shape == (9, 64, 64, 3)
+    assert debug_pipe("a red circle spins", loop=True, image=clip[0], **one).frames.shape == (9, 64, 64, 3)
     near = debug_pipe("a blue circle falls", edit=clip, strength=0.05, **KW).frames
     far = debug_pipe("a blue circle falls", edit=clip, strength=1.0, **KW).frames
     base = roundtrip(debug_pipe, clip).astype(int)
     assert near.shape == clip.shape and np.abs(near - base).mean() < np.abs(far - base).mean()
-    assert debug_pipe("a blue circle", frames=1, **KW).frames.shape == (1, 64, 64, 3)
+    assert debug_pipe("a blue circle", frames=1, **one).frames.shape == (1, 64, 64, 3)
 
 
 def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
@@ -139,11 +154,11 @@ def test_sixty_seconds_in_bounded_windows(debug_pipe: Pipeline) -> None:
         ),
     ]
     try:
-        video = debug_pipe("a red circle moves to the right", seconds=60, steps=1, size=(32, 32))
+        video = debug_pipe("a red circle moves to the right", seconds=60, fps=4, steps=1, guidance=1, size=(32, 32))
     finally:
         for h in hooks:
             h.remove()
-    assert video.frames.shape == (481, 32, 32, 3)
+    assert video.frames.shape == (241, 32, 32, 3) and video.info["windows"] == 30
     assert sizes["dit"] <= debug_pipe.window and sizes["decoder"] <= debug_pipe.window  # memory: one window
     assert window_plan(9, 118, 3, 1, 4, False)[0] == (1, 2)
 
@@ -207,8 +222,20 @@ def test_cli_modes_write_their_outputs(cli, inputs: Path, tmp_path: Path) -> Non
     r = cli("--shots", str(inputs / "shots.json"), "-o", str(tmp_path / "shots.mp4"))
     assert r.exit_code == 0, r.output
     assert len(read_video(tmp_path / "shots.mp4")[0]) == 5 + 4
-    r = cli("a red circle falls", "--video", str(inputs / "clip.mp4"), "--extend", "backward", "--seconds", "1")
+    out = tmp_path / "back.gif"
+    r = cli(
+        "a red circle falls",
+        "--video",
+        str(inputs / "clip.mp4"),
+        "--extend",
+        "backward",
+        "--seconds",
+        "1",
+        "-o",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
+    assert len(read_video(out)[0]) == 8 + 13
 
 
 def test_cli_process_exit_code(debug_model: Path, inputs: Path, tmp_path: Path) -> None:

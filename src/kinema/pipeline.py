@@ -50,6 +50,7 @@ from kinema.vae import VAEConfig, VideoVAE
 from kinema.video_io import write_video
 
 MAX_SECONDS = 60.0
+EDIT_STRENGTH = 0.6  # SDEdit default: keeps the input's layout and timing, lets the prompt change colours
 SHIPPED_MODEL = Path(__file__).parent / "assets"
 
 
@@ -259,26 +260,31 @@ class _Run:
     def extend(self, frames: np.ndarray, latents: int, backward: bool, protected: int) -> np.ndarray:
         """Grow frames (1 + r k of them) by `latents` latent frames, r pixel frames each, one window of the
         trained length at a time, each given the re-encoded frames at the join. Join frames that we
-        generated (not the `protected` input frames) are crossfaded with their re-decoding."""
+        generated (not the `protected` input frames) are crossfaded with their re-decoding. The output is
+        filled in place, so memory is the output plus one window, never a copy per window."""
         vae, r = self.pipe.vae, self.pipe.vae.cfg.temporal_ratio
+        buf = np.empty((len(frames) + r * latents, *frames.shape[1:]), np.uint8)
+        lo, hi = (len(buf) - len(frames), len(buf)) if backward else (0, len(frames))  # buf[lo:hi] is done
+        buf[lo:hi] = frames
         for k, n in window_plan(len(frames), latents, self.window, self.overlap, r, backward):
             if backward:
                 ref = self.reference(n + 1 + k)
-                ref.put(n + 1, encode_head(vae, frames, k))
-                out = self.clip(ref, n + 1 + k)
-                redone = out[1 + r * n :]
-                if len(frames) >= r * k and r * k <= len(frames) - protected:
-                    frames = np.concatenate([crossfade(frames[: r * k], redone, False), frames[r * k :]])
-                frames = np.concatenate([out[1 : 1 + r * n], frames])
+                ref.put(n + 1, encode_head(vae, buf[lo:hi], k))
+                out = self.clip(ref, n + 1 + k)  # [dropped frame, r n new frames, r k join frames]
+                if r * k <= hi - lo - protected:
+                    buf[lo : lo + r * k] = crossfade(buf[lo : lo + r * k], out[1 + r * n :], towards_end=False)
+                buf[lo - r * n : lo] = out[1 : 1 + r * n]
+                lo -= r * n
             else:
                 ref = self.reference(k + n)
-                ref.put(0, encode_tail(vae, frames, k))
-                out = self.clip(ref, k + n)
+                ref.put(0, encode_tail(vae, buf[lo:hi], k))
+                out = self.clip(ref, k + n)  # [m join frames, r n new frames]
                 m = 1 + r * (k - 1)
-                if len(frames) - m >= protected:
-                    frames = np.concatenate([frames[:-m], crossfade(frames[-m:], out[:m], True)])
-                frames = np.concatenate([frames, out[m:]])
-        return frames
+                if hi - m >= protected:
+                    buf[hi - m : hi] = crossfade(buf[hi - m : hi], out[:m], towards_end=True)
+                buf[hi : hi + r * n] = out[m:]
+                hi += r * n
+        return buf
 
 
 def text_model_fn(pipe: Pipeline, text: str, negative_prompt: str, guidance: float) -> flow.ModelFn:
@@ -334,17 +340,24 @@ def generate(
     image (animate a still: it becomes latent frame 0), video + extend ("forward": continue it, "backward":
     new frames lead into it; seconds is the length of the new part, the output holds both), keyframes
     [(image, seconds), ...] (interpolation when first and last), fill + missing (start, end) in seconds
-    (regenerate that range, the rest kept), edit + strength (SDEdit: noise the input to t = strength),
-    shots (a file or list of {prompt, seconds}: hard cuts, objects keep their size word). loop (with a
-    prompt or an image) makes the last frame flow into the first. frames=1 gives an image. Videos longer
+    (regenerate that range, the rest kept), edit + strength (SDEdit: noise the input to t = strength,
+    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts, objects keep their size word).
+    loop (with a prompt or an image) makes the last frame flow into the first. frames=1 gives an image.
+    Inputs are scaled to cover `size` and center-cropped, and resampled in time to `fps`. Videos longer
     than the trained window are generated window by window with forward extension; keyframe, fill, edit
     and loop clips are sampled in one pass over the whole clip.
     """
     meta = pipe.meta
     fps = float(fps or meta.get("fps", 12))
     size = tuple(size or (meta.get("width", 64), meta.get("height", 64)))  # type: ignore[assignment]
-    inputs = {"image": image, "video": video, "keyframes": keyframes or None, "fill": fill, "edit": edit}
-    inputs["shots"] = shots
+    inputs = {
+        "image": image,
+        "video": video,
+        "keyframes": keyframes or None,
+        "fill": fill,
+        "edit": edit,
+        "shots": shots,
+    }
     check_options(pipe, size, fps, steps, guidance, sampler)
     task = check_task(
         inputs, prompt=prompt, loop=loop, frames=frames, seconds=seconds, extend=extend, missing=missing,
@@ -368,7 +381,7 @@ def generate(
     duration = r * new_latents / fps if task == "video" else (n_frames - 1) / fps
     text = expand_prompt(prompt, aspect=w / h, duration=duration) if expand else prompt
     run = _Run(pipe, text_model_fn(pipe, text, negative_prompt, guidance), size, steps, sampler, seed)
-    run.callback = _progress_counter(progress, steps)
+    run.callback = _progress_counter(progress)
     T = (n_frames - 1) // r + 1
     vae = pipe.vae
     if task == "video":
@@ -389,7 +402,7 @@ def generate(
         given[missing_latents(missing, fps, len(src), r)] = False
         out = run.clip(Reference(encode(vae, src), given), T)
     elif task == "edit":
-        out = run.clip(None, T, init=encode(vae, src), strength=strength or 0.6)
+        out = run.clip(None, T, init=encode(vae, src), strength=strength or EDIT_STRENGTH)
     else:  # loop: see loop_reference
         first = load_image(image, size) if image is not None else run.clip(None, 1)[0]
         out = run.clip(loop_reference(run, first, T), T + 1)[: 1 + r * (T - 1)]
@@ -443,7 +456,7 @@ def loop_reference(run: _Run, first: np.ndarray, latents: int) -> Reference:
     return ref
 
 
-def _progress_counter(progress: Callable[[int, int], None] | None, steps: int) -> Callable[[int, int], None] | None:
+def _progress_counter(progress: Callable[[int, int], None] | None) -> Callable[[int, int], None] | None:
     """Report sampling steps cumulatively over the windows of one request: (done, done rounded up to a
     whole number of windows), so a bar grows by one window at a time."""
     if progress is None:
@@ -467,8 +480,6 @@ def _generate_shots(
     total = sum(s.seconds for s in shots)
     if total > MAX_SECONDS:
         raise KinemaError(f"the shots add up to {total:g} s, more than {MAX_SECONDS:g} s")
-    for s in shots:
-        check_seconds(s.seconds)
     w, h = kw["size"]
     texts = [s.prompt for s in shots]
     if expand:
