@@ -59,14 +59,40 @@ def parse_size(size: str | None) -> tuple[int, int] | None:
     return w, h
 
 
+def parse_keyframe(text: str) -> tuple[Path, float]:
+    """PATH@SECONDS -> (path, seconds)."""
+    path, sep, sec = text.rpartition("@")
+    try:
+        if not sep or not path:
+            raise ValueError
+        return Path(path), float(sec)
+    except ValueError:
+        raise ValueError(f"keyframe must look like PATH@SECONDS (e.g. end.png@2), got {text!r}") from None
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """START:END (seconds) -> (start, end)."""
+    try:
+        start, end = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ValueError(f"missing must look like START:END in seconds (e.g. 0.5:1.5), got {text!r}") from None
+    return start, end
+
+
 @app.command()
 @friendly_errors
 def generate(
-    prompt: Annotated[str, typer.Argument(help="What the video shows.")],
+    prompt: Annotated[str, typer.Argument(help="What the video shows (leave out with --shots).")] = "",
     output: Annotated[Path, typer.Option("-o", "--output", help="Output .mp4, .gif or .png (one frame).")] = Path(
         "kinema.mp4"
     ),
-    seconds: Annotated[float | None, typer.Option(help="Duration in seconds (default: the model's, ~2 s).")] = None,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Duration in seconds, up to 60 (default: the model's, ~2 s); with --video, of the new part."),
+    ] = None,
+    frames: Annotated[
+        int | None, typer.Option(help="Frame count 1 + 4k instead of --seconds; 1 gives an image.")
+    ] = None,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, multiples of the model stride (16).")] = None,
     fps: Annotated[float | None, typer.Option(help="Frames per second (default: the model's).")] = None,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 30,
@@ -76,30 +102,58 @@ def generate(
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Use the prompt as written.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    image: Annotated[
+        Path | None, typer.Option(help="Animate this image (scaled to cover --size, center-cropped): frame 0.")
+    ] = None,
+    video: Annotated[Path | None, typer.Option(help="Extend this video by --seconds (see --extend).")] = None,
+    extend: Annotated[
+        str | None, typer.Option(help="forward (continue --video) or backward (new frames lead into it).")
+    ] = None,
+    keyframe: Annotated[
+        list[str] | None, typer.Option(help="PATH@SECONDS, repeatable: images the video passes through.")
+    ] = None,
+    fill: Annotated[Path | None, typer.Option(help="Regenerate the --missing range of this video.")] = None,
+    missing: Annotated[str | None, typer.Option(help="START:END in seconds of --fill to regenerate.")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="The last frame flows into the first.")] = False,
+    edit: Annotated[Path | None, typer.Option(help="Re-render this video to the prompt (SDEdit).")] = None,
+    strength: Annotated[
+        float | None, typer.Option(help="With --edit: noise level in (0, 1]; higher changes more (default 0.6).")
+    ] = None,
+    shots: Annotated[
+        Path | None, typer.Option(help="YAML/JSON {shots: [{prompt, seconds}, ...]}: hard cuts, one video.")
+    ] = None,
 ) -> None:
-    """Generate a video from a text prompt."""
+    """Generate a video from a text prompt, optionally from an image, a video, keyframes or shots."""
     from tqdm import tqdm
 
-    from kinema.pipeline import Pipeline, check_request, frames_for
+    from kinema.pipeline import Pipeline, frames_for
     from kinema.video_io import check_output_path
 
-    if not prompt.strip():
+    if not prompt.strip() and shots is None:
         raise ValueError("the prompt is empty")
+    if extend is not None and video is None:
+        raise ValueError("--extend applies to --video only")
+    keyframes = [parse_keyframe(k) for k in keyframe] if keyframe else None
+    gap = parse_range(missing) if missing is not None else None
     check_output_path(output, frames=1 if output.suffix.lower() == ".png" else 2)
     pipe = Pipeline.from_pretrained(model)
     wh = parse_size(size) or (pipe.meta["width"], pipe.meta["height"])
     f = fps or pipe.meta["fps"]
-    secs = seconds if seconds is not None else (pipe.meta["frames"] - 1) / pipe.meta["fps"]
-    check_request(pipe, prompt, secs, wh, f, steps, guidance)
-    check_output_path(output, frames_for(secs, f, pipe.vae.cfg.temporal_ratio))
-    bar = tqdm(total=steps, desc="sampling", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    plain = all(v is None for v in (image, video, keyframes, fill, edit, shots))
+    one = frames == 1 or (plain and seconds is not None and frames_for(seconds, f, pipe.vae.cfg.temporal_ratio) == 1)
+    check_output_path(output, 1 if one else 2)
+    bars: list[tqdm] = []  # made at the first step, so an input refused before sampling prints no bar
 
     def progress(i: int, n: int) -> None:
-        bar.update(i - bar.n)
+        if not bars:
+            bars.append(tqdm(total=n, desc="sampling", disable=quiet, file=sys.stderr, dynamic_ncols=True))
+        bars[0].total = n
+        bars[0].update(i - bars[0].n)
 
-    video = pipe(
+    video_out = pipe(
         prompt,
-        seconds=secs,
+        seconds=seconds,
+        frames=frames,
         size=wh,
         fps=f,
         steps=steps,
@@ -108,12 +162,24 @@ def generate(
         sampler=sampler,
         expand=not no_expand,
         progress=progress,
+        image=image,
+        video=video,
+        extend=extend or "forward",
+        keyframes=keyframes,
+        fill=fill,
+        missing=gap,
+        loop=loop,
+        edit=edit,
+        strength=strength,
+        shots=shots,
     )
-    bar.close()
-    path = video.save(output)
-    if not quiet and video.expanded_prompt != prompt:
-        typer.echo(f"expanded prompt: {video.expanded_prompt}", err=True)
-    typer.echo(f"wrote {path} ({len(video.frames)} frames, {wh[0]}x{wh[1]}, {f:g} fps, {video.info['wall_s']:.1f} s)")
+    for bar in bars:
+        bar.close()
+    path = video_out.save(output)
+    if not quiet and video_out.expanded_prompt != prompt:
+        typer.echo(f"expanded prompt: {video_out.expanded_prompt}", err=True)
+    n, wall = len(video_out.frames), video_out.info["wall_s"]
+    typer.echo(f"wrote {path} ({n} frames, {wh[0]}x{wh[1]}, {f:g} fps, {wall:.1f} s)")
 
 
 @app.command()

@@ -20,3 +20,22 @@ def expand_prompt(prompt: str, aspect: float = 1.0, duration: float = 2.0) -> st
     if scene is None:
         return prompt
     return world.long_caption(scene)
+
+
+def expand_shots(prompts: list[str], aspect: float = 1.0, durations: list[float] | None = None) -> list[str]:
+    """Expand the prompts of a multi-shot video so an object keeps its identity across cuts.
+
+    Hue and shape are in every mention ("the red circle"); size is not, so a size word given once
+    ("a small red circle") is remembered and applied to the same (colour, shape) in every later shot that
+    names it without one. A later explicit size word wins (the user's words are followed)."""
+    sizes: dict[tuple[str, str], str] = {}
+    out = []
+    for i, prompt in enumerate(prompts):
+        duration = durations[i] if durations else 2.0
+        scene = world.parse_prompt(prompt, aspect=aspect, duration=duration, sizes=sizes)
+        if scene is None or len(prompt.split()) > 30:
+            out.append(prompt)
+            continue
+        sizes.update({(o.color, o.shape): o.size for o in scene.objects})
+        out.append(world.long_caption(scene))
+    return out

@@ -65,6 +65,31 @@ def guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
+def conditioned(model_fn: ModelFn, clean: Tensor, given: Tensor) -> ModelFn:
+    """Wrap model_fn so that the latent frames where given (T,) is True are clean references.
+
+    Those frames are held at `clean` (B, C, T, H, W) whatever the sampler passes in, enter the network at
+    t = 0 (a per-frame timestep (B, T)), and get zero velocity, so every sampler leaves them exactly equal
+    to `clean` provided it starts there. This matches training (train.sample_task_masks: clean frames at
+    t = 0, no loss on them), the masked conditioning of Open-Sora 2.0, Wan2.2-5B and LTX-Video. With CFG
+    inside model_fn the unconditional branch sees the same reference frames: only the text is dropped.
+    """
+    keep = given.view(1, 1, -1, 1, 1)
+
+    def fn(x: Tensor, t: Tensor) -> Tensor:
+        x = torch.where(keep, clean, x)
+        t = (t[:, None] if t.ndim == 1 else t).expand(x.shape[0], x.shape[2]).masked_fill(given[None], 0.0)
+        return model_fn(x, t).masked_fill(keep, 0.0)
+
+    return fn
+
+
+def truncate_schedule(timesteps: Tensor, t_start: float) -> Tensor:
+    """The part of a schedule below t_start, starting exactly at t_start: SDEdit (Meng et al., 2022) noises
+    an input to t_start and integrates from there, so a small t_start keeps more of the input."""
+    return torch.cat([timesteps.new_tensor([t_start]), timesteps[timesteps < t_start]])
+
+
 @torch.no_grad()
 def euler(model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = None) -> Tensor:
     """First-order Euler integration of dx/dt = v over the given times."""

@@ -20,22 +20,38 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from kinema import flow
 from kinema.checkpoint import CheckpointError, load_weights, read_config
+from kinema.conditioning import (
+    ImageInput,
+    KinemaError,
+    Reference,
+    Shot,
+    VideoInput,
+    check_shots,
+    encode,
+    encode_head,
+    encode_still,
+    encode_tail,
+    keyframe_reference,
+    load_image,
+    load_video,
+    missing_latents,
+    read_shots,
+    trim,
+)
 from kinema.data import to_uint8
 from kinema.dit import DiT, DiTConfig
-from kinema.expand import expand_prompt
+from kinema.expand import expand_prompt, expand_shots
 from kinema.text import TextEncoder
 from kinema.vae import VAEConfig, VideoVAE
 from kinema.video_io import write_video
 
 MAX_SECONDS = 60.0
+EDIT_STRENGTH = 0.6  # SDEdit default: keeps the input's layout and timing, lets the prompt change colours
 SHIPPED_MODEL = Path(__file__).parent / "assets"
-
-
-class KinemaError(ValueError):
-    """A bad request: the message is one line meant for the user."""
 
 
 @dataclass
@@ -86,7 +102,12 @@ class Pipeline:
         """Pixel sizes must be multiples of this: the VAE's spatial ratio times the DiT's patch."""
         return self.vae.cfg.spatial_ratio * self.dit.cfg.patch[1]
 
-    def __call__(self, prompt: str, **kwargs) -> Video:
+    @property
+    def window(self) -> int:
+        """Latent frames of the clip length the model was trained at (longer videos are made in windows)."""
+        return 1 + (int(self.meta.get("frames", 25)) - 1) // self.vae.cfg.temporal_ratio
+
+    def __call__(self, prompt: str = "", **kwargs) -> Video:
         return generate(self, prompt, **kwargs)
 
 
@@ -95,14 +116,10 @@ def frames_for(seconds: float, fps: float, temporal_ratio: int) -> int:
     return 1 + temporal_ratio * max(0, round(seconds * fps / temporal_ratio))
 
 
-def check_request(
-    pipe: Pipeline, prompt: str, seconds: float, size: tuple[int, int], fps: float, steps: int, guidance: float
+def check_options(
+    pipe: Pipeline, size: tuple[int, int], fps: float, steps: int, guidance: float, sampler: str = "euler"
 ) -> None:
-    """Raise KinemaError with a one-line reason for a request that cannot be served."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise KinemaError("the prompt is empty")
-    if not (0 < seconds <= MAX_SECONDS) or not math.isfinite(seconds):
-        raise KinemaError(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
+    """Raise KinemaError with a one-line reason for options no task can be served with."""
     if not (0 < fps <= 60):
         raise KinemaError(f"fps must be in (0, 60], got {fps:g}")
     w, h = size
@@ -115,39 +132,164 @@ def check_request(
         raise KinemaError(f"steps must be in [1, 1000], got {steps}")
     if not (0 <= guidance <= 50):
         raise KinemaError(f"guidance must be in [0, 50], got {guidance:g}")
-
-
-@torch.no_grad()
-def generate(
-    pipe: Pipeline,
-    prompt: str,
-    *,
-    seconds: float | None = None,
-    size: tuple[int, int] | None = None,
-    fps: float | None = None,
-    steps: int = 30,
-    guidance: float = 5.0,
-    seed: int = 0,
-    sampler: str = "euler",
-    expand: bool = True,
-    negative_prompt: str = "",
-    progress: Callable[[int, int], None] | None = None,
-) -> Video:
-    """Sample a video for a prompt. Deterministic given (model, prompt, options, seed)."""
-    meta = pipe.meta
-    fps = float(fps or meta.get("fps", 12))
-    size = tuple(size or (meta.get("width", 64), meta.get("height", 64)))  # type: ignore[assignment]
-    seconds = float(seconds if seconds is not None else (meta.get("frames", 25) - 1) / meta.get("fps", 12))
-    check_request(pipe, prompt, seconds, size, fps, steps, guidance)
     if sampler not in flow.SAMPLERS:
         raise KinemaError(f"unknown sampler {sampler!r}; choose from {', '.join(flow.SAMPLERS)}")
-    started = time.time()
-    w, h = size
-    frames = frames_for(seconds, fps, pipe.vae.cfg.temporal_ratio)
-    text = expand_prompt(prompt, aspect=w / h, duration=(frames - 1) / fps) if expand else prompt
-    T, lh, lw = pipe.vae.latent_shape(frames, h, w)
-    g = torch.Generator().manual_seed(int(seed))
-    x = torch.randn((1, pipe.vae.cfg.latent_channels, T, lh, lw), generator=g)
+
+
+def check_seconds(seconds: float) -> None:
+    if not (0 < seconds <= MAX_SECONDS) or not math.isfinite(seconds):
+        raise KinemaError(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
+
+
+def check_request(
+    pipe: Pipeline, prompt: str, seconds: float, size: tuple[int, int], fps: float, steps: int, guidance: float
+) -> None:
+    """Raise KinemaError with a one-line reason for a request that cannot be served."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise KinemaError("the prompt is empty")
+    check_seconds(seconds)
+    check_options(pipe, size, fps, steps, guidance)
+
+
+TASKS = ("image", "video", "keyframes", "fill", "edit", "shots")
+
+
+def check_task(
+    inputs: dict[str, object],
+    *,
+    prompt: str,
+    loop: bool,
+    frames: int | None,
+    seconds: float | None,
+    extend: str,
+    missing: tuple[float, float] | None,
+    strength: float | None,
+) -> str:
+    """The task a request asks for ("text", "loop" or one of TASKS), or a one-line KinemaError for a
+    conflicting or incomplete combination. inputs maps each name of TASKS to its argument."""
+    chosen = [k for k in TASKS if inputs[k] is not None and inputs[k] is not False]
+    if len(chosen) > 1:
+        raise KinemaError(f"conflicting inputs {' and '.join(chosen)}: give one of {', '.join(TASKS)}")
+    task = chosen[0] if chosen else "text"
+    if loop and task not in ("text", "image"):
+        raise KinemaError(f"loop combines with a prompt or an image only, not with {task}")
+    if frames is not None and seconds is not None:
+        raise KinemaError("give seconds or frames, not both")
+    if frames is not None and task in ("video", "fill", "edit", "shots"):
+        raise KinemaError(f"frames does not apply to {task}")
+    if seconds is not None and task in ("fill", "edit", "shots"):
+        raise KinemaError(f"seconds does not apply to {task}: the length comes from the input")
+    if extend not in ("forward", "backward"):
+        raise KinemaError(f"extend must be forward or backward, got {extend!r}")
+    if extend != "forward" and task != "video":
+        raise KinemaError("extend applies to a video input only")
+    if (missing is None) != (task != "fill"):
+        raise KinemaError("fill and missing (START:END seconds) go together")
+    if strength is not None and task != "edit":
+        raise KinemaError("strength applies to edit only")
+    if strength is not None and not (0 < strength <= 1):
+        raise KinemaError(f"strength must be in (0, 1], got {strength:g}")
+    if task == "shots" and prompt.strip():
+        raise KinemaError("give a prompt or shots, not both (each shot has its prompt)")
+    if task != "shots" and (not isinstance(prompt, str) or not prompt.strip()):
+        raise KinemaError("the prompt is empty")
+    return "loop" if loop else task
+
+
+def window_plan(length: int, latents: int, window: int, overlap: int, r: int, backward: bool) -> list[tuple[int, int]]:
+    """(given, new) latent frames of each window that grows a clip of `length` frames by `latents` latent
+    frames. A forward window starts with `given` re-encoded frames of the join; a backward one ends with
+    them and has one extra leading latent frame, dropped, so each window adds exactly r * new frames."""
+    plan = []
+    while latents > 0:
+        if backward:
+            k = max(1, min(overlap, length // r))
+            n = max(1, min(latents, window - 1 - k))
+        else:
+            k = min(overlap, 1 + (length - 1) // r)
+            n = max(1, min(latents, window - k))
+        plan.append((k, n))
+        length, latents = length + r * n, latents - n
+    return plan
+
+
+def crossfade(old: np.ndarray, new: np.ndarray, towards_end: bool) -> np.ndarray:
+    """Blend two decodings of the same frames, weighting `new` more towards the end (or the start): hides
+    the small VAE round-trip difference at the join of two windows."""
+    w = np.arange(1, len(old) + 1, dtype=np.float32) / (len(old) + 1)
+    w = (w if towards_end else w[::-1])[:, None, None, None]
+    return (old * (1 - w) + new * w).round().astype(np.uint8)
+
+
+class _Run:
+    """One request's sampling state: text model function, noise generator, window sizes and progress."""
+
+    def __init__(
+        self, pipe: Pipeline, model_fn: flow.ModelFn, size: tuple[int, int], steps: int, sampler: str, seed: int
+    ) -> None:
+        self.pipe, self.model_fn, self.size, self.steps, self.sampler = pipe, model_fn, size, steps, sampler
+        self.g = torch.Generator().manual_seed(int(seed))
+        self.window = pipe.window
+        self.overlap = max(1, (self.window - 1) // 2)  # 3 of 7 latent frames: 9 pixel frames of motion
+        self.windows = 0
+        self.callback: Callable[[int, int], None] | None = None
+
+    def reference(self, frames: int) -> Reference:
+        w, h = self.size
+        s = self.pipe.vae.cfg.spatial_ratio
+        return Reference.empty(self.pipe.vae.cfg.latent_channels, frames, h // s, w // s)
+
+    def clip(self, ref: Reference | None, frames: int, init: Tensor | None = None, strength: float = 1.0) -> np.ndarray:
+        """Sample `frames` latent frames (given frames of ref kept clean; init noised to t = strength for an
+        edit) and decode them: (1 + r (frames - 1), H, W, 3) uint8."""
+        pipe, (w, h) = self.pipe, self.size
+        _, lh, lw = pipe.vae.latent_shape(1, h, w)
+        x = torch.randn((1, pipe.vae.cfg.latent_channels, frames, lh, lw), generator=self.g)
+        tokens = frames * lh * lw // math.prod(pipe.dit.cfg.patch)
+        ts = flow.timestep_schedule(self.steps, flow.shift_for_tokens(tokens))
+        fn = self.model_fn
+        if init is not None:
+            x, ts = flow.add_noise(init, x, torch.tensor([strength])), flow.truncate_schedule(ts, strength)
+        if ref is not None:
+            x = torch.where(ref.given.view(1, 1, -1, 1, 1), ref.latents, x)
+            fn = flow.conditioned(fn, ref.latents, ref.given)
+        z = flow.SAMPLERS[self.sampler](fn, x, ts, callback=self.callback)
+        self.windows += 1
+        return to_uint8(pipe.vae.decode(z, chunk=4 if frames > 8 else None)[0])
+
+    def extend(self, frames: np.ndarray, latents: int, backward: bool, protected: int) -> np.ndarray:
+        """Grow frames (1 + r k of them) by `latents` latent frames, r pixel frames each, one window of the
+        trained length at a time, each given the re-encoded frames at the join. Join frames that we
+        generated (not the `protected` input frames) are crossfaded with their re-decoding. The output is
+        filled in place, so memory is the output plus one window, never a copy per window."""
+        vae, r = self.pipe.vae, self.pipe.vae.cfg.temporal_ratio
+        buf = np.empty((len(frames) + r * latents, *frames.shape[1:]), np.uint8)
+        lo, hi = (len(buf) - len(frames), len(buf)) if backward else (0, len(frames))  # buf[lo:hi] is done
+        buf[lo:hi] = frames
+        for k, n in window_plan(len(frames), latents, self.window, self.overlap, r, backward):
+            if backward:
+                ref = self.reference(n + 1 + k)
+                ref.put(n + 1, encode_head(vae, buf[lo:hi], k))
+                out = self.clip(ref, n + 1 + k)  # [dropped frame, r n new frames, r k join frames]
+                if r * k <= hi - lo - protected:
+                    buf[lo : lo + r * k] = crossfade(buf[lo : lo + r * k], out[1 + r * n :], towards_end=False)
+                buf[lo - r * n : lo] = out[1 : 1 + r * n]
+                lo -= r * n
+            else:
+                ref = self.reference(k + n)
+                ref.put(0, encode_tail(vae, buf[lo:hi], k))
+                out = self.clip(ref, k + n)  # [m join frames, r n new frames]
+                m = 1 + r * (k - 1)
+                if hi - m >= protected:
+                    buf[hi - m : hi] = crossfade(buf[hi - m : hi], out[:m], towards_end=True)
+                buf[hi : hi + r * n] = out[m:]
+                hi += r * n
+        return buf
+
+
+def text_model_fn(pipe: Pipeline, text: str, negative_prompt: str, guidance: float) -> flow.ModelFn:
+    """model_fn(x, t) -> velocity for one prompt, with classifier-free guidance batched (text tokens are
+    projected once per request). t is (B,) or per latent frame (B, T)."""
     emb, mask = pipe.text_encoder.encode([text, negative_prompt])
     use_cfg = guidance != 1.0
     if not use_cfg:
@@ -158,21 +300,199 @@ def generate(
     def model_fn(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         n = 2 if use_cfg else 1
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            v = pipe.dit(xt.repeat(n, 1, 1, 1, 1), t.repeat(n), emb, mask, text_cache=cache).float()
+            v = pipe.dit(xt.repeat(n, 1, 1, 1, 1), t.repeat(n, *[1] * (t.ndim - 1)), emb, mask, text_cache=cache)
+        v = v.float()
         return flow.guidance(v[:1], v[1:], guidance) if use_cfg else v
 
-    tokens = T * lh * lw // math.prod(pipe.dit.cfg.patch)
-    ts = flow.timestep_schedule(steps, flow.shift_for_tokens(tokens))
-    z = flow.SAMPLERS[sampler](model_fn, x, ts, callback=progress)
-    video = pipe.vae.decode(z, chunk=4 if T > 8 else None)
+    return model_fn
+
+
+@torch.no_grad()
+def generate(
+    pipe: Pipeline,
+    prompt: str = "",
+    *,
+    seconds: float | None = None,
+    frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    steps: int = 30,
+    guidance: float = 5.0,
+    seed: int = 0,
+    sampler: str = "euler",
+    expand: bool = True,
+    negative_prompt: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    image: ImageInput | None = None,
+    video: VideoInput | None = None,
+    extend: str = "forward",
+    keyframes: list[tuple[ImageInput, float]] | None = None,
+    fill: VideoInput | None = None,
+    missing: tuple[float, float] | None = None,
+    loop: bool = False,
+    edit: VideoInput | None = None,
+    strength: float | None = None,
+    shots: str | Path | list | None = None,
+) -> Video:
+    """Sample a video for a prompt. Deterministic given (model, prompt, inputs, options, seed).
+
+    At most one task input (all are clean reference latents + a mask, see flow.conditioned):
+    image (animate a still: it becomes latent frame 0), video + extend ("forward": continue it, "backward":
+    new frames lead into it; seconds is the length of the new part, the output holds both), keyframes
+    [(image, seconds), ...] (interpolation when first and last), fill + missing (start, end) in seconds
+    (regenerate that range, the rest kept), edit + strength (SDEdit: noise the input to t = strength,
+    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts, objects keep their size word).
+    loop (with a prompt or an image) makes the last frame flow into the first. frames=1 gives an image.
+    Inputs are scaled to cover `size` and center-cropped, and resampled in time to `fps`. Videos longer
+    than the trained window are generated window by window with forward extension; keyframe, fill, edit
+    and loop clips are sampled in one pass over the whole clip.
+    """
+    meta = pipe.meta
+    fps = float(fps or meta.get("fps", 12))
+    size = tuple(size or (meta.get("width", 64), meta.get("height", 64)))  # type: ignore[assignment]
+    inputs = {
+        "image": image,
+        "video": video,
+        "keyframes": keyframes or None,
+        "fill": fill,
+        "edit": edit,
+        "shots": shots,
+    }
+    check_options(pipe, size, fps, steps, guidance, sampler)
+    task = check_task(
+        inputs, prompt=prompt, loop=loop, frames=frames, seconds=seconds, extend=extend, missing=missing,
+        strength=strength,
+    )  # fmt: skip
+    if seconds is not None:
+        check_seconds(seconds)
+    if task == "shots":
+        shot_list = read_shots(shots) if isinstance(shots, str | Path) else check_shots(shots)
+        kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, sampler=sampler, progress=progress)
+        return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, kw)
+    started = time.time()
+    w, h = size
+    r = pipe.vae.cfg.temporal_ratio
+    default_seconds = (meta.get("frames", 25) - 1) / meta.get("fps", 12)
+    src = None
+    if task in ("video", "fill", "edit"):
+        src = trim(load_video(inputs[task], size, fps), r, keep_end=task == "video" and extend == "forward")
+    n_frames = _frame_count(task, frames, seconds, default_seconds, fps, r, keyframes, src)
+    new_latents = max(1, round((seconds or default_seconds) * fps / r))  # extension only
+    duration = r * new_latents / fps if task == "video" else (n_frames - 1) / fps
+    text = expand_prompt(prompt, aspect=w / h, duration=duration) if expand else prompt
+    run = _Run(pipe, text_model_fn(pipe, text, negative_prompt, guidance), size, steps, sampler, seed)
+    run.callback = _progress_counter(progress)
+    T = (n_frames - 1) // r + 1
+    vae = pipe.vae
+    if task == "video":
+        out = run.extend(src, new_latents, backward=extend == "backward", protected=len(src))
+    elif task in ("text", "image"):
+        ref = None
+        if image is not None:
+            ref = run.reference(min(T, run.window))
+            ref.put(0, encode(vae, load_image(image, size)[None]))
+        out = run.clip(ref, min(T, run.window))
+        if T > run.window:
+            out = run.extend(out, T - run.window, backward=False, protected=0)
+    elif task == "keyframes":
+        kf = [(load_image(img, size), float(sec)) for img, sec in keyframes]
+        out = run.clip(keyframe_reference(vae, kf, fps, T, size), T)
+    elif task == "fill":
+        given = torch.ones(T, dtype=torch.bool)
+        given[missing_latents(missing, fps, len(src), r)] = False
+        out = run.clip(Reference(encode(vae, src), given), T)
+    elif task == "edit":
+        out = run.clip(None, T, init=encode(vae, src), strength=strength or EDIT_STRENGTH)
+    else:  # loop: see loop_reference
+        first = load_image(image, size) if image is not None else run.clip(None, 1)[0]
+        out = run.clip(loop_reference(run, first, T), T + 1)[: 1 + r * (T - 1)]
     info = {
+        "task": task,
         "steps": steps,
         "guidance": guidance,
         "sampler": sampler,
         "size": [w, h],
-        "frames": frames,
-        "seconds": (frames - 1) / fps,
-        "latent": [T, lh, lw],
+        "frames": len(out),
+        "seconds": (len(out) - 1) / fps,
+        "latent": [(len(out) - 1) // r + 1, h // vae.cfg.spatial_ratio, w // vae.cfg.spatial_ratio],
+        "windows": run.windows,
         "wall_s": round(time.time() - started, 3),
     }
-    return Video(to_uint8(video[0]), fps, prompt, text, int(seed), info)
+    return Video(out, fps, prompt, text, int(seed), info)
+
+
+def _frame_count(
+    task: str,
+    frames: int | None,
+    seconds: float | None,
+    default_seconds: float,
+    fps: float,
+    r: int,
+    keyframes: list | None,
+    src: np.ndarray | None,
+) -> int:
+    """Frames of the clip to sample (1 + r k): the input's for fill and edit; for keyframes without seconds,
+    enough to reach the last keyframe."""
+    if task in ("fill", "edit") and src is not None:
+        return len(src)
+    if frames is not None:
+        if frames < 1 or (frames - 1) % r or (frames - 1) / fps > MAX_SECONDS:
+            raise KinemaError(f"frames must be 1 + {r}k (1, {1 + r}, {1 + 2 * r}, ...) up to {MAX_SECONDS:g} s")
+        return frames
+    if task == "keyframes" and seconds is None:
+        last = max(round(float(sec) * fps) for _, sec in keyframes or [])
+        return 1 + r * max(1, math.ceil(last / r))
+    return frames_for(seconds if seconds is not None else default_seconds, fps, r)
+
+
+def loop_reference(run: _Run, first: np.ndarray, latents: int) -> Reference:
+    """A looping clip of `latents` latent frames is sampled with one more: latent frame 0 is the first frame
+    and the extra last latent frame is the first frame again, as a still pseudo-chunk. The output stops
+    before that chunk, so its last frame leads into the first frame: the wrap is a normal step of motion,
+    with no held or duplicated frame, and the length stays 1 + r k."""
+    ref = run.reference(latents + 1)
+    ref.put(0, encode(run.pipe.vae, first[None]))
+    ref.put(latents, encode_still(run.pipe.vae, first))
+    return ref
+
+
+def _progress_counter(progress: Callable[[int, int], None] | None) -> Callable[[int, int], None] | None:
+    """Report sampling steps cumulatively over the windows of one request: (done, done rounded up to a
+    whole number of windows), so a bar grows by one window at a time."""
+    if progress is None:
+        return None
+    done = 0
+
+    def callback(i: int, n: int) -> None:
+        nonlocal done
+        done += 1
+        progress(done, done - i + n)
+
+    return callback
+
+
+def _generate_shots(
+    pipe: Pipeline, shots: list[Shot], seed: int, expand: bool, negative_prompt: str, kw: dict
+) -> Video:
+    """Hard cuts: each shot is its own clip (seed + shot index), its first frame dropped after the first
+    shot so the whole has 1 + r k frames. Prompts are expanded together (expand.expand_shots) so an object
+    named in several shots keeps its hue, shape and size; the world's style is the same in every shot."""
+    total = sum(s.seconds for s in shots)
+    if total > MAX_SECONDS:
+        raise KinemaError(f"the shots add up to {total:g} s, more than {MAX_SECONDS:g} s")
+    w, h = kw["size"]
+    texts = [s.prompt for s in shots]
+    if expand:
+        texts = expand_shots(texts, aspect=w / h, durations=[s.seconds for s in shots])
+    started = time.time()
+    parts, cuts = [], []
+    for i, (shot, text) in enumerate(zip(shots, texts, strict=True)):
+        v = generate(
+            pipe, text, seconds=shot.seconds, seed=seed + i, expand=False, negative_prompt=negative_prompt, **kw
+        )
+        cuts.append(sum(len(p) for p in parts))
+        parts.append(v.frames if i == 0 else v.frames[1:])
+    out = np.concatenate(parts)
+    info = {**v.info, "task": "shots", "frames": len(out), "seconds": (len(out) - 1) / kw["fps"], "cuts": cuts}
+    info["wall_s"] = round(time.time() - started, 3)
+    return Video(out, kw["fps"], " | ".join(s.prompt for s in shots), " | ".join(texts), int(seed), info)

@@ -572,13 +572,16 @@ _SHAPE_WORDS = {
 }
 
 
-def parse_prompt(prompt: str, aspect: float = 1.0, duration: float = 2.0) -> Scene | None:
+def parse_prompt(
+    prompt: str, aspect: float = 1.0, duration: float = 2.0, sizes: dict[tuple[str, str], str] | None = None
+) -> Scene | None:
     """Read a prompt written in the world's vocabulary back into a scene with canonical positions.
 
     Returns None when no coloured shape is named. A noun named twice is one object (the second mention is
     a reference, as in "a red circle left of a blue square, the blue square spins"). Unnamed attributes get
     defaults (size "large" unless a size word is used, motion "static"); objects are laid out left to right
-    in the order first named, then moved to satisfy "left of / right of / above / below".
+    in the order first named, then moved to satisfy "left of / right of / above / below". sizes maps
+    (colour, shape) to the size an object named without a size word gets (multi-shot identity).
     """
     text = prompt.lower()
     noun_re = re.compile(
@@ -596,7 +599,10 @@ def parse_prompt(prompt: str, aspect: float = 1.0, duration: float = 2.0) -> Sce
     for m in matches:
         key = (m.group(2), _SHAPE_WORDS[m.group(3)])
         if key not in ids:
-            size = "small" if m.group(1) in ("small", "little", "tiny") else "large"
+            if m.group(1):
+                size = "small" if m.group(1) in ("small", "little", "tiny") else "large"
+            else:
+                size = (sizes or {}).get(key, "large")
             ids[key] = len(scene.objects)
             scene.objects.append(Obj(key[1], key[0], size, 0.0, 0.0))
         refs.append(ids[key])
