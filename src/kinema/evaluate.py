@@ -36,7 +36,7 @@ from kinema import metrics, world
 # A and D have few checks yet (A: colour + shape by re-rendering; D: gravity with bounce only).
 SUITES: dict[str, tuple[str, ...]] = {
     "A render fidelity": ("present",),
-    "B temporal consistency": ("static", "smooth"),
+    "B temporal consistency": ("static", "smooth", "instances"),
     "C prompt adherence": ("present", "direction", "rotation", "relation"),
     "D physics": ("gravity",),
     "E camera": ("camera",),
@@ -55,13 +55,14 @@ Source = Callable[[Item, int], tuple[np.ndarray, float]]  # (item, sample index)
 # Prompt sets
 # ---------------------------------------------------------------------------------------------------
 
+_GENERIC = ({"check": "smooth"}, {"check": "instances"})  # checks every video gets, stated or not
 _RELATION_WORDS = re.compile(r"\b(left of|right of|above|below)\b")
 
 
 def _stated(spec: dict) -> dict:
-    """Keep the relation facts only when the prompt states a relation; add the smoothness check."""
+    """Keep the relation facts only when the prompt states a relation; add the smoothness and instance checks."""
     stated = bool(_RELATION_WORDS.search(spec["short"]))
-    spec["facts"] = [f for f in spec["facts"] if f["check"] != "relation" or stated] + [{"check": "smooth"}]
+    spec["facts"] = [f for f in spec["facts"] if f["check"] != "relation" or stated] + list(_GENERIC)
     return spec
 
 
@@ -147,7 +148,7 @@ def spec_from_prompt(prompt: str) -> dict | None:
     stated_rel = bool(_RELATION_WORDS.search(text))
     spec["facts"] = [
         f for f in spec["facts"] if (f["check"] != "static" or still) and (f["check"] != "relation" or stated_rel)
-    ] + [{"check": "smooth"}]
+    ] + list(_GENERIC)
     spec["short"] = prompt
     return spec
 

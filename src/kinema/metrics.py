@@ -55,9 +55,9 @@ _HUE_VEC = np.stack([np.cos(_HUE_RAD), np.sin(_HUE_RAD)])  # (2, n_colors)
 _SYMMETRY = {"square": math.pi / 2, "triangle": 2 * math.pi / 3}  # rotational period of each shape
 _FAMILIES: tuple[str, ...] = ("present", "direction", "gravity", "static", "rotation", "relation", "camera")
 # checks the benchmark adds to specs (kinema.evaluate): smoothness, object permanence, order-blind relations
-EXTRA_FAMILIES: tuple[str, ...] = ("smooth", "permanence", "return", "relation_blind")
+EXTRA_FAMILIES: tuple[str, ...] = ("smooth", "instances", "permanence", "return", "relation_blind")
 INFORMATIVE = frozenset({"relation_blind"})  # reported, but not a fact of the spec: not part of "joint"
-ROUGHNESS_MAX = 0.55  # roughness minus coherence of a moving centroid (see _check_smooth)
+ROUGHNESS_MAX = 0.6  # roughness minus coherence of a moving centroid (see _check_smooth)
 MOVING_MIN = 0.3  # px per frame at H = 64: slower tracks are not tested for smoothness
 REAPPEAR_MAX = 0.12  # fraction of the height: re-emergence off its extrapolated (or former) place
 _MOTION_FAMILIES = frozenset({"direction", "gravity", "static", "rotation"})
@@ -984,24 +984,57 @@ def _check_compound_pan(cam: CameraMotion, move: str, height: int) -> bool:
 
 
 def _check_smooth(tracks: Sequence[Track], px: float) -> bool:
-    """Every moving track (median step >= MOVING_MIN px, >= 5 measured frame triples) moves smoothly:
-    roughness (median |second difference| / median step) minus coherence (median 3-frame displacement /
-    3 median steps) stays below ROUGHNESS_MAX. Smooth motion: roughness ~0-0.8 (centroid quantisation),
-    coherence ~1; shuffled frames: roughness ~1.5, coherence ~0.3. Only consecutive measured frames count."""
+    """Every moving track moves smoothly. From its measured centroids (gaps of up to 3 frames bridged),
+    velocities v; roughness = median |change of v| / median |v|, coherence = median speed over 3-6 frame
+    spans / median |v|; roughness - coherence must stay below ROUGHNESS_MAX. Smooth motion gives about -1
+    to 0.3 (centroid quantisation, noise), shuffled frames about 1 or more. Tracks slower than MOVING_MIN
+    px per frame or with fewer than 5 velocity changes are not tested."""
     for tr in tracks:
         pts = _series(tr, 0.0)
-        d1 = np.hypot(*np.diff(pts, axis=0).T)  # NaN unless both frames are measured
-        d2 = np.hypot(*np.diff(pts, n=2, axis=0).T)
-        d3 = np.hypot(*(pts[3:] - pts[:-3]).T)
-        d1, d2, d3 = d1[np.isfinite(d1)], d2[np.isfinite(d2)], d3[np.isfinite(d3)]
-        if len(d2) < 5:
+        idx = np.flatnonzero(np.isfinite(pts[:, 0]))
+        if len(idx) < 4:
             continue
-        step = float(np.median(d1))
-        if step < MOVING_MIN * px:
+        gap = np.diff(idx)
+        near = gap <= 3
+        vel = (pts[idx[1:]] - pts[idx[:-1]]) / gap[:, None]  # (k, 2) px per frame
+        pairs = near[1:] & near[:-1]
+        step = float(np.median(np.hypot(*vel[near].T))) if near.any() else 0.0
+        if pairs.sum() < 5 or step < MOVING_MIN * px:
             continue
-        coherence = float(np.median(d3)) / (3 * step) if len(d3) else 0.0
-        if float(np.median(d2)) / step - coherence > ROUGHNESS_MAX:
+        rough = float(np.median(np.hypot(*(vel[1:] - vel[:-1])[pairs].T))) / step
+        lag = idx[None, :] - idx[:, None]
+        i, j = np.nonzero((lag >= 3) & (lag <= 6))
+        speeds = np.hypot(*(pts[idx[j]] - pts[idx[i]]).T) / lag[i, j]
+        coherence = float(np.median(speeds)) / step if len(speeds) else 0.0
+        if rough - coherence > ROUGHNESS_MAX:
             return False
+    return True
+
+
+def _check_instances(tracks: dict[str, Track], objects: list[tuple[int, str, str]], n: int) -> bool:
+    """Instance preservation: per colour of the spec, no more tracks (present in at least MIN_TRACK_FRAC of
+    the frames and fully visible at least once: slivers of a partly hidden object do not count) than objects
+    of that colour, and no track that starts or ends in the middle of the clip
+    while fully in view (appearing or vanishing not explained by an occluder or the frame edge)."""
+    min_frames = max(1, math.ceil(MIN_TRACK_FRAC * n))
+    colors = [c for _, c, _ in objects]
+    for color in set(colors):
+        real = [
+            t
+            for t in tracks.values()
+            if t.color == color
+            and t.n_present >= min_frames
+            and any(b is not None and b.fully_visible for b in t.blobs)
+        ]
+        if len(real) > colors.count(color):
+            return False
+        for tr in real:
+            idx = np.flatnonzero(tr.present)
+            first, last = tr.blobs[idx[0]], tr.blobs[idx[-1]]
+            if (idx[0] > 0 and first is not None and first.fully_visible) or (
+                idx[-1] < n - 1 and last is not None and last.fully_visible
+            ):
+                return False
     return True
 
 
@@ -1064,7 +1097,7 @@ def _fact_key(fact: Mapping) -> str:
     check = str(fact.get("check", ""))
     if check == "relation":
         return f"relation{'_blind' if fact.get('order_blind') else ''}:{fact.get('a')}-{fact.get('b')}"
-    if check in ("camera", "smooth"):
+    if check in ("camera", "smooth", "instances"):
         return check
     return f"{check}:{fact.get('object')}"
 
@@ -1181,6 +1214,8 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
             ok = _check_camera(camera(), str(fact["move"]), h)
         elif check == "smooth":
             ok = _check_smooth(list(matched.values()), px)
+        elif check == "instances":
+            ok = _check_instances(tracks, objects, n)
         else:
             i = int(fact["object"])
             tr = matched.get(i)
