@@ -36,7 +36,7 @@ from kinema import metrics, world
 # A and D have few checks yet (A: colour + shape by re-rendering; D: gravity with bounce only).
 SUITES: dict[str, tuple[str, ...]] = {
     "A render fidelity": ("present",),
-    "B temporal consistency": ("static", "smooth", "instances"),
+    "B temporal consistency": ("static", "moves", "smooth", "instances"),
     "C prompt adherence": ("present", "direction", "rotation", "relation"),
     "D physics": ("gravity",),
     "E camera": ("camera",),
@@ -55,14 +55,23 @@ Source = Callable[[Item, int], tuple[np.ndarray, float]]  # (item, sample index)
 # Prompt sets
 # ---------------------------------------------------------------------------------------------------
 
-_GENERIC = ({"check": "smooth"}, {"check": "instances"})  # checks every video gets, stated or not
+_MOVING = ("direction", "gravity", "rotation")
+
+
+def _generic(facts: list[dict]) -> list[dict]:
+    """Checks every video gets, stated or not: each object that should move moves at all, smoothness,
+    instance preservation."""
+    moving = [{"check": "moves", "object": f["object"]} for f in facts if f["check"] in _MOVING]
+    return [*moving, {"check": "smooth"}, {"check": "instances"}]
+
+
 _RELATION_WORDS = re.compile(r"\b(left of|right of|above|below)\b")
 
 
 def _stated(spec: dict) -> dict:
     """Keep the relation facts only when the prompt states a relation; add the smoothness and instance checks."""
     stated = bool(_RELATION_WORDS.search(spec["short"]))
-    spec["facts"] = [f for f in spec["facts"] if f["check"] != "relation" or stated] + list(_GENERIC)
+    spec["facts"] = [f for f in spec["facts"] if f["check"] != "relation" or stated] + _generic(spec["facts"])
     return spec
 
 
@@ -148,7 +157,8 @@ def spec_from_prompt(prompt: str) -> dict | None:
     stated_rel = bool(_RELATION_WORDS.search(text))
     spec["facts"] = [
         f for f in spec["facts"] if (f["check"] != "static" or still) and (f["check"] != "relation" or stated_rel)
-    ] + list(_GENERIC)
+    ]
+    spec["facts"] += _generic(spec["facts"])
     spec["short"] = prompt
     return spec
 
@@ -172,6 +182,8 @@ def folder_items(folder: Path) -> list[Item]:
         spec = row.get("spec")
         if isinstance(spec, str):
             spec = json.loads((folder / spec).read_text())
+        if isinstance(spec, dict) and not any(f.get("check") == "smooth" for f in spec.get("facts", [])):
+            spec["facts"] = [*spec.get("facts", []), *_generic(spec.get("facts", []))]
         item: Item = {"id": Path(video).stem, "prompt": prompt, "spec": spec or spec_from_prompt(prompt)}
         item["video"] = folder / video
         if "fps" in row:

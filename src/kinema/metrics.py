@@ -55,7 +55,7 @@ _HUE_VEC = np.stack([np.cos(_HUE_RAD), np.sin(_HUE_RAD)])  # (2, n_colors)
 _SYMMETRY = {"square": math.pi / 2, "triangle": 2 * math.pi / 3}  # rotational period of each shape
 _FAMILIES: tuple[str, ...] = ("present", "direction", "gravity", "static", "rotation", "relation", "camera")
 # checks the benchmark adds to specs (kinema.evaluate): smoothness, object permanence, order-blind relations
-EXTRA_FAMILIES: tuple[str, ...] = ("smooth", "instances", "permanence", "return", "relation_blind")
+EXTRA_FAMILIES: tuple[str, ...] = ("moves", "smooth", "instances", "permanence", "return", "relation_blind")
 INFORMATIVE = frozenset({"relation_blind"})  # reported, but not a fact of the spec: not part of "joint"
 ROUGHNESS_MAX = 0.6  # roughness minus coherence of a moving centroid (see _check_smooth)
 MOVING_MIN = 0.3  # px per frame at H = 64: slower tracks are not tested for smoothness
@@ -983,6 +983,15 @@ def _check_compound_pan(cam: CameraMotion, move: str, height: int) -> bool:
     return ok_first and _check_camera(second, "static" if kind == "stop" else f"pan-{back}", height)
 
 
+def _check_moves(tr: Track, pts: np.ndarray, fps: float, px: float) -> bool:
+    """Dynamics, unsigned: the object moves at all (its camera-compensated centroid spans MIN_TRAVEL px, or
+    it spins either way). With "static", this keeps a frozen video from passing temporal consistency."""
+    ok = np.isfinite(pts[:, 0])
+    if ok.sum() >= 2 and float(np.hypot(*(pts[ok].max(axis=0) - pts[ok].min(axis=0)))) >= MIN_TRAVEL * px:
+        return True
+    return _check_rotation(tr, None, fps)
+
+
 def _check_smooth(tracks: Sequence[Track], px: float) -> bool:
     """Every moving track moves smoothly. From its measured centroids (gaps of up to 3 frames bridged),
     velocities v; roughness = median |change of v| / median |v|, coherence = median speed over 3-6 frame
@@ -1231,6 +1240,8 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
                 elif check == "rotation":
                     cw = fact.get("clockwise")
                     ok = _check_rotation(tr, None if cw is None else bool(cw), fps)
+                elif check == "moves":
+                    ok = _check_moves(tr, comp(tr, 0.0), fps, px)
                 elif check == "permanence":
                     ok = tr.shape == objects[i][2] and _check_permanence(tr, comp(tr, 0.0), h)
                 elif check == "return":
