@@ -168,7 +168,9 @@ def test_unreadable_and_empty_videos_are_failed_items(tmp_path: Path) -> None:
 
 def test_eval_command_ground_truth_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "gt"
-    result = CliRunner().invoke(app, ["eval", "--ground-truth", "--n", "8", "--out", str(out), "-q"])
+    result = CliRunner().invoke(
+        app, ["eval", "--ground-truth", "--n", "8", "--no-distribution", "--out", str(out), "-q"]
+    )
     assert result.exit_code == 0, result.output
     rep = json.loads((out / "report.json").read_text())
     assert set(rep) == {"suites", "ci95", "strict_joint", "n", "checks"}
@@ -182,7 +184,8 @@ def test_eval_command_ground_truth_end_to_end(tmp_path: Path) -> None:
 def test_eval_command_baseline_and_bad_input(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "ff"
-    result = runner.invoke(app, ["eval", "--baseline", "first-frame", "--set", "probes", "--n", "4", "--out", str(out)])
+    args = ["eval", "--baseline", "first-frame", "--set", "probes", "--n", "4", "--no-distribution", "--out", str(out)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     rep = json.loads((out / "report.json").read_text())
     assert rep["strict_joint"] == 0.0 and (out / "worst.png").is_file()
@@ -194,3 +197,26 @@ def test_eval_command_baseline_and_bad_input(tmp_path: Path) -> None:
     ):
         result = runner.invoke(app, ["eval", *args, "--n", "2", "--out", str(tmp_path / "x")])
         assert result.exit_code == 2 and "error:" in result.output, (args, result.output)
+
+
+def test_conditioned_mode_scores_continuations() -> None:
+    movers = [
+        it for it in evaluate.prompt_set("test", 20) if any(f["check"] == "direction" for f in it["spec"]["facts"])
+    ]
+    for item in movers[:4]:
+        truth, _ = evaluate.ground_truth(item)
+        frozen = np.concatenate([truth[:6], np.repeat(truth[5:6], len(truth) - 6, axis=0)])
+        good = evaluate.conditioned_score(truth, item, observed=6)
+        assert good["score"] == 1.0 and good["error_px"] == 0.0 and good["spread_px"] > 0
+        assert evaluate.conditioned_score(frozen, item, observed=6)["score"] < 0.5
+
+
+def test_eval_command_conditioned(tmp_path: Path) -> None:
+    out = tmp_path / "cond"
+    args = ["eval", "--ground-truth", "--conditioned", "6", "--n", "4", "--no-distribution", "--out", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["conditioned"]["score"] == 1.0 and rep["conditioned"]["observed"] == 6
+    result = CliRunner().invoke(app, ["eval", "--conditioned", "6", "--n", "2", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "reference frames" in result.output

@@ -246,6 +246,13 @@ def eval_cmd(
     guidance: Annotated[float, typer.Option()] = 5.0,
     seed: Annotated[int, typer.Option()] = 0,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Score raw prompts, without expansion.")] = False,
+    conditioned: Annotated[
+        int | None,
+        typer.Option(help="Conditioned mode: score videos as continuations of the first K ground-truth frames."),
+    ] = None,
+    distribution: Annotated[
+        bool, typer.Option("--distribution/--no-distribution", help="Also suite G (needs the shipped encoder).")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """The World benchmark: suites A-F and the strict joint score, on a model, videos, renders or a baseline."""
@@ -256,6 +263,11 @@ def eval_cmd(
         raise ValueError("name at most one source: --model, --videos, --ground-truth or --baseline")
     if n < 1 or seeds < 1:
         raise ValueError("n and seeds must be at least 1")
+    if conditioned is not None and (conditioned < 1 or not (videos or ground_truth or baseline)):
+        raise ValueError(
+            "--conditioned K needs K >= 1 and --videos, --ground-truth or --baseline (the pipeline "
+            "takes no reference frames yet)"
+        )
     config = {"set": set_name, "n": n, "seeds": seeds}
     if videos is not None:
         if not videos.is_dir():
@@ -275,12 +287,33 @@ def eval_cmd(
             pipe = Pipeline.from_pretrained(model)
             source = E.from_model(pipe, steps, guidance, not no_expand, seed)
             config.update(source=f"model:{pipe.path}", steps=steps, guidance=guidance, expand=not no_expand)
-    rep = E.run_benchmark(items, source, out, seeds, desc=f"eval {config['source']}", quiet=quiet, config=config)
+    from kinema.fvd import encoder_available
+
+    g_set = (set_name if videos is None else "test") if distribution and encoder_available() else None
+    if distribution and g_set is None:
+        typer.echo("note: no world encoder shipped (python -m kinema.fvd); suite G skipped", err=True)
+    rep = E.run_benchmark(
+        items,
+        source,
+        out,
+        seeds,
+        desc=f"eval {config['source']}",
+        quiet=quiet,
+        config=config,
+        distribution=g_set,
+        observed=conditioned,
+    )
     for k, v in [*rep["suites"].items(), ("strict_joint", rep["strict_joint"])]:
         lo, hi = rep["ci95"][k]
         typer.echo(f"{k:>24}: {v:.3f}  [{lo:.3f}, {hi:.3f}]")
-    for k, v in rep["checks"].items():
+    for k, v in [*rep["checks"].items(), *rep.get("distribution", {}).items()]:
         typer.echo(f"{k:>24}: {v:.3f}")
+    if "conditioned" in rep:
+        c = rep["conditioned"]
+        typer.echo(
+            f"{'conditioned score':>24}: {c['score']:.3f}  [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]"
+            f"  median error / spread {c['ratio']:.2f}"
+        )
     typer.echo(f"wrote {out / 'report.json'} and {out / 'report.html'} (n = {rep['n']})")
 
 

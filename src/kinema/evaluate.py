@@ -311,13 +311,17 @@ def _failing(scores: dict) -> str:
 
 def run_benchmark(
     items: list[Item], source: Source, out: Path | None = None, seeds: int = 1, desc: str = "eval", worst: int = 8,
-    quiet: bool = False, config: dict | None = None,
+    quiet: bool = False, config: dict | None = None, distribution: str | None = None, observed: int | None = None,
 ) -> dict:  # fmt: skip
     """Make (source) and score every item `seeds` times; write the report files to out. Never raises on a
-    bad video: it becomes a failed item (all zeros and the error)."""
+    bad video: it becomes a failed item (all zeros and the error). With distribution (a prompt set name),
+    also suite G (`distribution_scores`) against ground-truth renders of that set. With observed = K
+    (conditioned mode), each video is also taken as a continuation of the first K frames of the item's
+    ground-truth render and scored by `conditioned_score`."""
     rows: list[dict] = []
     videos: list[np.ndarray | None] = []
     curves: list[np.ndarray] = []
+    conditioned: list[dict[str, float]] = []
     jobs = [(i, k) for i in range(len(items)) for k in range(seeds)]
     for i, k in tqdm(jobs, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True):
         item = {**items[i], "index": i}
@@ -332,15 +336,52 @@ def run_benchmark(
             except Exception as e:  # any generator or decoding failure is a failed item
                 scores = metrics.failed_scores(spec, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                 frames = None
+        if observed is not None:
+            cond = {"error_px": float("nan"), "ratio": float("inf"), "score": 0.0}
+            if frames is not None and "error" not in scores:
+                cond = conditioned_score(frames, item, observed, fps)
+            conditioned.append(cond)
         curves.append(
             metrics.presence_curve(frames, spec) if frames is not None and "error" not in scores else np.zeros(0)
         )
         videos.append(frames if frames is not None and "error" not in scores else None)
         rows.append({"id": item["id"], "prompt": item["prompt"], "sample": k, "scores": scores})
     rep = report([r["scores"] for r in rows])
+    if observed is not None:
+        cs = [c["score"] for c in conditioned]
+        ratio = float(np.median([c["ratio"] for c in conditioned])) if conditioned else float("nan")
+        rep["conditioned"] = {
+            "observed": observed,
+            "score": float(np.mean(cs)),
+            "ci95": bootstrap_ci(cs),
+            "ratio": ratio,
+        }
+    if distribution is not None:
+        rep["distribution"] = distribution_scores(items, [v for v in videos if v is not None], distribution)
     if out is not None:
         write_report(Path(out), rep, rows, videos, curves, worst, config or {})
     return rep
+
+
+def distribution_scores(items: list[Item], videos: list[np.ndarray], set_name: str) -> dict[str, float]:
+    """Suite G: the Frechet distance between the encoder features of the videos and of ground-truth renders
+    of a disjoint prompt set (seeds from 10000), beside the floor (ground-truth renders of the items' own
+    prompts against the same reference); and 1-D Wasserstein distances of the tracked speeds and
+    accelerations, with their floors. Lower is better; compare a value with its floor."""
+    from kinema import fvd
+
+    encoder = fvd.load_encoder()
+    reference = [ground_truth(it)[0] for it in prompt_set(set_name, len(items), start=10_000)]
+    own = [ground_truth(it)[0] for it in items if isinstance(it.get("spec"), dict) and "scene" in it["spec"]]
+    f_ref = fvd.features(encoder, reference)
+    out = {"fd": fvd.frechet_distance(fvd.features(encoder, videos), f_ref) if len(videos) > 1 else float("nan")}
+    out["fd_floor"] = fvd.frechet_distance(fvd.features(encoder, own), f_ref) if len(own) > 1 else float("nan")
+    s_ref = [fvd.trajectory_stats(v) for v in reference]
+    for key, val in fvd.trajectory_distances([fvd.trajectory_stats(v) for v in videos], s_ref).items():
+        out[f"{key}_w1"] = val
+    for key, val in fvd.trajectory_distances([fvd.trajectory_stats(v) for v in own], s_ref).items():
+        out[f"{key}_w1_floor"] = val
+    return out
 
 
 def evaluate(
@@ -351,6 +392,65 @@ def evaluate(
     config = {"source": "model", "set": split, "n": n, "steps": steps, "guidance": guidance, "expand": expand}
     source = from_model(pipe, steps, guidance, expand, seed)
     return run_benchmark(prompt_set(split, n), source, out, seeds, desc=f"eval {split}", config=config)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conditioned mode: continuations of the first frames of a ground-truth render
+# ---------------------------------------------------------------------------------------------------
+
+NOISE_PX = 0.02  # world units: start position jitter of the noise twin, invisible at 64 px after a pan
+
+
+def noise_twin(scene: world.Scene, seed: int = 0) -> tuple[world.Scene, float]:
+    """The scene with what its first frames cannot pin down perturbed: each object's start moved by up to
+    NOISE_PX, and the clock by up to 3% (speeds are only known to about that from a few frames). Returns
+    the scene and the fps to render it at (same frame count as the truth)."""
+    rng = np.random.default_rng(seed)
+    objects = [
+        dataclasses.replace(o, x=o.x + rng.uniform(-NOISE_PX, NOISE_PX), y=o.y + rng.uniform(-NOISE_PX, NOISE_PX))
+        for o in scene.objects
+    ]
+    return dataclasses.replace(scene, objects=objects), FPS / float(rng.uniform(0.97, 1.03))
+
+
+def _paths(frames: np.ndarray, colors: list[str]) -> dict[str, np.ndarray]:
+    tracks = metrics.track(frames)
+    return {c: tracks[c].position for c in colors if c in tracks}
+
+
+def continuation_error(frames: np.ndarray, truth: np.ndarray, colors: list[str], start: int) -> float:
+    """Mean distance (px at 64 px height) between the objects' positions in two videos from frame `start`
+    on; an object seen in one and not the other costs a quarter of the height."""
+    n = min(len(frames), len(truth))
+    scale = 64 / truth.shape[1]
+    a, b = _paths(frames[:n], colors), _paths(truth[:n], colors)
+    errs = []
+    for c in colors:
+        pa = a.get(c, np.full((n, 2), np.nan))[start:n]
+        pb = b.get(c, np.full((n, 2), np.nan))[start:n]
+        seen_a, seen_b = np.isfinite(pa[:, 0]), np.isfinite(pb[:, 0])
+        d = np.where(seen_a & seen_b, np.hypot(*(pa - pb).T) * scale, np.where(seen_a == seen_b, 0.0, 16.0))
+        errs.append(d)
+    return float(np.mean(np.concatenate(errs))) if errs else 0.0
+
+
+def conditioned_score(frames: np.ndarray, item: Item, observed: int, fps: float = FPS) -> dict[str, float]:
+    """Score a continuation of the first `observed` frames of the item's ground-truth render: its object
+    paths against the ground truth's, normalised by the spread between the ground truth and its noise
+    twin (noise_twin: what the observed frames cannot pin down). "ratio" is error / spread (1 is as close
+    as the noise allows); "score" = min(1, spread / error) in [0, 1]. Frames are resampled to the truth's
+    count when the fps differ."""
+    scene = _scene(item)
+    truth = world.render(scene, SIZE, SIZE, FPS)
+    twin_scene, twin_fps = noise_twin(scene, seed=zlib.crc32(item["id"].encode()))
+    twin = world.render(twin_scene, SIZE, SIZE, twin_fps, frames=len(truth))
+    if abs(fps - FPS) > 1e-6 and len(frames) > 1:  # nearest frame in time
+        idx = np.minimum(np.round(np.arange(len(truth)) * fps / FPS).astype(int), len(frames) - 1)
+        frames = frames[idx]
+    colors = sorted({o.color for o in scene.objects})
+    err = continuation_error(frames, truth, colors, observed)
+    spread = max(continuation_error(twin, truth, colors, observed), 0.25)
+    return {"error_px": err, "spread_px": spread, "ratio": err / spread, "score": min(1.0, spread / max(err, 1e-9))}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -452,6 +552,9 @@ def write_report(
         for k, v in [*rep["suites"].items(), ("strict_joint", rep["strict_joint"])]
     )
     checks = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in rep["checks"].items())
+    dist = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in rep.get("distribution", {}).items()
+    )
     err = "".join(f"<li>{html.escape(r['id'])}: {html.escape(str(r['scores'].get('error')))}</li>" for r in errors)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kinema World benchmark</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}td{{padding:2px 10px}}</style></head><body>
@@ -460,6 +563,8 @@ def write_report(
 <table><tr><th>suite</th><th>mean</th><th>95% CI</th></tr>{table}</table>
 <h2>Drift: fraction of the prompt's objects seen, by frame</h2>{_svg_curve(curves)}
 <h2>Per-check means</h2><table>{checks}</table>
+<h2>Conditioned mode</h2><p>{html.escape(json.dumps(rep.get("conditioned", "not run")))}</p>
+<h2>G distribution (lower is better; each beside its ground-truth floor)</h2><table>{dist}</table>
 <h2>Worst failures</h2>{sheet or "<p>none</p>"}<ul>{err}</ul></body></html>
 """
     (out / "report.html").write_text(page)
