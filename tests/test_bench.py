@@ -220,3 +220,20 @@ def test_eval_command_conditioned(tmp_path: Path) -> None:
     assert rep["conditioned"]["score"] == 1.0 and rep["conditioned"]["observed"] == 6
     result = CliRunner().invoke(app, ["eval", "--conditioned", "6", "--n", "2", "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and "reference frames" in result.output
+
+
+def test_distribution_suite_g() -> None:
+    from kinema import fvd
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 4))
+    assert abs(fvd.frechet_distance(a, a)) < 1e-6
+    assert fvd.frechet_distance(a, a + 1.0) == pytest.approx(4.0, abs=1e-6)
+    assert fvd.encoder_available()
+    items = evaluate.prompt_set("test", 6)
+    videos = [evaluate.first_frame(it)[0] for it in items]
+    assert fvd.features(fvd.load_encoder(), videos).shape == (6, fvd.EncoderConfig().features)
+    g = evaluate.distribution_scores(items, videos, "test")
+    assert set(g) == {"fd", "fd_floor", "speed_w1", "accel_w1", "speed_w1_floor", "accel_w1_floor"}
+    assert all(np.isfinite(v) and v >= 0 for v in g.values())
+    assert g["speed_w1"] > g["speed_w1_floor"]  # a frozen video has no motion at all

@@ -1,9 +1,13 @@
 """Suite G: a Frechet distance in the feature space of a small video encoder trained from scratch on
 ground-truth renders of the procedural world (an FVD for this world), and trajectory-statistic distances.
 
-Train the shipped encoder (about 2 CPU-minutes on one thread; writes world_encoder.safetensors/.json):
+Train the shipped encoder (26 CPU-seconds on one thread; writes world_encoder.safetensors/.json, 90 kB):
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python -m kinema.fvd --out src/kinema/assets --steps 500
+    OMP_NUM_THREADS=1 PYTHONPATH=src python -m kinema.fvd --out src/kinema/assets --steps 300 --lr 2e-3
+
+Measured with it (60 test prompts, reference: 60 renders of disjoint test prompts): ground-truth floor
+1.34, first frame repeated 6.99, objects drifting at random 6.65, but shuffled frames 1.09: this short
+training leaves the encoder blind to frame order (the smoothness check of suite B catches shuffles).
 
 The encoder (three strided 3D convolutions, ~70k parameters) sees 12 frames at 32x32 (every other frame
 of a 12 fps clip, 2x2 average-pooled) and is trained on train-split renders to predict what the scene
@@ -105,7 +109,7 @@ def _batch(rng: np.random.Generator, n: int, seed0: int) -> tuple[torch.Tensor, 
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), torch.tensor(cams), torch.tensor(cors)
 
 
-def train_encoder(out: Path, steps: int = 500, batch: int = 16, lr: float = 3e-3, seed: int = 0) -> VideoEncoder:
+def train_encoder(out: Path, steps: int = 300, batch: int = 16, lr: float = 2e-3, seed: int = 0) -> VideoEncoder:
     """Train on train-split renders (fresh scenes every step) and save out/world_encoder.{safetensors,json}."""
     from kinema.checkpoint import save_component
 
@@ -199,9 +203,9 @@ def trajectory_distances(a: list[dict[str, np.ndarray]], b: list[dict[str, np.nd
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train the World benchmark's video encoder (suite G).")
     parser.add_argument("--out", type=Path, default=Path("src/kinema/assets"))
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
