@@ -237,3 +237,21 @@ def test_distribution_suite_g() -> None:
     assert set(g) == {"fd", "fd_floor", "speed_w1", "accel_w1", "speed_w1_floor", "accel_w1_floor"}
     assert all(np.isfinite(v) and v >= 0 for v in g.values())
     assert g["speed_w1"] > g["speed_w1_floor"]  # a frozen video has no motion at all
+
+
+def test_noise_and_blur_move_the_new_checks_little(test_items: list[dict], probe_items: list[dict]) -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    runs: dict[str, list[dict]] = {"clean": [], "noise": [], "blur": []}
+    for item in test_items[:30] + probe_items[:12]:
+        frames, fps = evaluate.ground_truth(item)
+        noisy = np.clip(frames + rng.normal(0, 0.08 * 255, frames.shape), 0, 255).round().astype(np.uint8)
+        blurred = ndimage.gaussian_filter(frames.astype(np.float32), sigma=(0, 1, 1, 0)).round().astype(np.uint8)
+        for name, video in (("clean", frames), ("noise", noisy), ("blur", blurred)):
+            runs[name].append(metrics.score(video, item["spec"], fps))
+    clean = metrics.summarize(runs["clean"])
+    for name in ("noise", "blur"):
+        other = metrics.summarize(runs[name])
+        for key in ("moves", "smooth", "instances", "permanence", "return", "camera", "joint"):
+            assert abs(clean[key] - other[key]) < 0.05, (name, key, clean[key], other[key])
