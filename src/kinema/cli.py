@@ -313,29 +313,91 @@ def export(
 @app.command("eval")
 @friendly_errors
 def eval_cmd(
-    out: Annotated[Path, typer.Option(help="Folder for report.json and contact sheets.")],
+    out: Annotated[Path, typer.Option(help="Folder for report.json, report.html, items.jsonl, worst.png.")] = Path(
+        "runs/eval"
+    ),
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
-    set_name: Annotated[str, typer.Option("--set", help="Prompt set: test (unseen scenes) or holdout.")] = "test",
+    videos: Annotated[Path | None, typer.Option(help="Score a folder of videos listed in DIR/prompts.jsonl.")] = None,
+    ground_truth: Annotated[bool, typer.Option("--ground-truth", help="Score the world's own renders.")] = False,
+    baseline: Annotated[str | None, typer.Option(help="Score a trivial baseline: first-frame, random-drift.")] = None,
+    set_name: Annotated[
+        str, typer.Option("--set", help="test, holdout, mirror, probes or probe-{occluder,offscreen,crowd,camera}.")
+    ] = "test",
     n: Annotated[int, typer.Option(help="Number of prompts.")] = 200,
+    seeds: Annotated[int, typer.Option(help="Videos per prompt (sampling seeds).")] = 1,
     steps: Annotated[int, typer.Option()] = 30,
     guidance: Annotated[float, typer.Option()] = 5.0,
     seed: Annotated[int, typer.Option()] = 0,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Score raw prompts, without expansion.")] = False,
+    conditioned: Annotated[
+        int | None,
+        typer.Option(help="Conditioned mode: score videos as continuations of the first K ground-truth frames."),
+    ] = None,
+    distribution: Annotated[
+        bool, typer.Option("--distribution/--no-distribution", help="Also suite G (needs the shipped encoder).")
+    ] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Score prompt adherence (colour, shape, motion, relations, camera) on held-out world prompts."""
-    from kinema.evaluate import HEADLINE, evaluate
-    from kinema.pipeline import Pipeline
+    """The World benchmark: suites A-F and the strict joint score, on a model, videos, renders or a baseline."""
+    from kinema import evaluate as E
 
-    if set_name not in ("test", "holdout"):
-        raise ValueError(f"unknown prompt set {set_name!r}; choose test or holdout")
-    if n < 1:
-        raise ValueError("n must be at least 1")
-    rep = evaluate(Pipeline.from_pretrained(model), set_name, n, steps, guidance, not no_expand, seed, out)
-    for k in (*HEADLINE, *sorted(set(rep["rates"]) - set(HEADLINE))):
-        if k in rep["rates"]:
-            lo, hi = rep["ci95"][k]
-            typer.echo(f"{k:>10}: {rep['rates'][k]:.3f}  [{lo:.3f}, {hi:.3f}]")
-    typer.echo(f"wrote {out / 'report.json'}")
+    named = [s for s in (model is not None, videos is not None, ground_truth, baseline is not None) if s]
+    if len(named) > 1:
+        raise ValueError("name at most one source: --model, --videos, --ground-truth or --baseline")
+    if n < 1 or seeds < 1:
+        raise ValueError("n and seeds must be at least 1")
+    if conditioned is not None and (conditioned < 1 or not (videos or ground_truth or baseline)):
+        raise ValueError(
+            "--conditioned K needs K >= 1 and --videos, --ground-truth or --baseline (the pipeline "
+            "takes no reference frames yet)"
+        )
+    config = {"set": set_name, "n": n, "seeds": seeds}
+    if videos is not None:
+        if not videos.is_dir():
+            raise ValueError(f"--videos {videos} is not a folder")
+        items = E.folder_items(videos)[:n]
+        source, config = E.from_folder, {"source": f"videos:{videos}", "n": len(items), "seeds": 1}
+        seeds = 1
+    else:
+        items = E.prompt_set(set_name, n)
+        if ground_truth:
+            source, config["source"] = E.ground_truth, "ground-truth"
+        elif baseline is not None:
+            source, config["source"] = E.baseline(baseline), f"baseline:{baseline}"
+        else:
+            from kinema.pipeline import Pipeline
+
+            pipe = Pipeline.from_pretrained(model)
+            source = E.from_model(pipe, steps, guidance, not no_expand, seed)
+            config.update(source=f"model:{pipe.path}", steps=steps, guidance=guidance, expand=not no_expand)
+    from kinema.fvd import encoder_available
+
+    g_set = (set_name if videos is None else "test") if distribution and encoder_available() else None
+    if distribution and g_set is None:
+        typer.echo("note: no world encoder shipped (python -m kinema.fvd); suite G skipped", err=True)
+    rep = E.run_benchmark(
+        items,
+        source,
+        out,
+        seeds,
+        desc=f"eval {config['source']}",
+        quiet=quiet,
+        config=config,
+        distribution=g_set,
+        observed=conditioned,
+    )
+    for k, v in [*rep["suites"].items(), ("strict_joint", rep["strict_joint"])]:
+        lo, hi = rep["ci95"][k]
+        typer.echo(f"{k:>24}: {v:.3f}  [{lo:.3f}, {hi:.3f}]")
+    for k, v in [*rep["checks"].items(), *rep.get("distribution", {}).items()]:
+        typer.echo(f"{k:>24}: {v:.3f}")
+    if "conditioned" in rep:
+        c = rep["conditioned"]
+        typer.echo(
+            f"{'conditioned score':>24}: {c['score']:.3f}  [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]"
+            f"  median error / spread {c['ratio']:.2f}"
+        )
+    typer.echo(f"wrote {out / 'report.json'} and {out / 'report.html'} (n = {rep['n']})")
 
 
 def main() -> None:

@@ -54,6 +54,12 @@ _HUE_RAD = np.deg2rad(np.array([world.HUES[c] for c in COLORS]))
 _HUE_VEC = np.stack([np.cos(_HUE_RAD), np.sin(_HUE_RAD)])  # (2, n_colors)
 _SYMMETRY = {"square": math.pi / 2, "triangle": 2 * math.pi / 3}  # rotational period of each shape
 _FAMILIES: tuple[str, ...] = ("present", "direction", "gravity", "static", "rotation", "relation", "camera")
+# checks the benchmark adds to specs (kinema.evaluate): smoothness, object permanence, order-blind relations
+EXTRA_FAMILIES: tuple[str, ...] = ("moves", "smooth", "instances", "permanence", "return", "relation_blind")
+INFORMATIVE = frozenset({"relation_blind"})  # reported, but not a fact of the spec: not part of "joint"
+ROUGHNESS_MAX = 0.6  # roughness minus coherence of a moving centroid (see _check_smooth)
+MOVING_MIN = 0.3  # px per frame at H = 64: slower tracks are not tested for smoothness
+REAPPEAR_MAX = 0.12  # fraction of the height: re-emergence off its extrapolated (or former) place
 _MOTION_FAMILIES = frozenset({"direction", "gravity", "static", "rotation"})
 _CONN = np.zeros((3, 3, 3), dtype=bool)
 _CONN[1] = True  # 8-connectivity within a frame, none across time
@@ -949,6 +955,8 @@ def _check_camera(cam: CameraMotion, move: str, height: int) -> bool:
     px = _px(height)
     total = cam.shift.sum(axis=0)
     log_zoom = float(np.log(cam.scale).sum())
+    if move in world.COMPOUND_CAMERA_MOVES:
+        return _check_compound_pan(cam, move, height)
     if move.startswith("pan-") and move[4:] in world.DIRECTIONS:
         expected = -np.array(world.DIRECTIONS[move[4:]])  # the content moves against the camera
         if float(np.hypot(*total)) < PAN_MIN * px:
@@ -963,6 +971,131 @@ def _check_camera(cam: CameraMotion, move: str, height: int) -> bool:
     return False
 
 
+def _check_compound_pan(cam: CameraMotion, move: str, height: int) -> bool:
+    """A pan for the first half of the clip, then still ("-stop") or the opposite pan ("-back"): each half
+    is checked like a simple move."""
+    _, d, kind = move.split("-")
+    half = len(cam.shift) // 2
+    first = CameraMotion(cam.shift[:half], cam.scale[:half])
+    second = CameraMotion(cam.shift[half:], cam.scale[half:])
+    back = {"left": "right", "right": "left", "up": "down", "down": "up"}[d]
+    ok_first = _check_camera(first, f"pan-{d}", height)
+    return ok_first and _check_camera(second, "static" if kind == "stop" else f"pan-{back}", height)
+
+
+def _check_moves(tr: Track, pts: np.ndarray, fps: float, px: float) -> bool:
+    """Dynamics, unsigned: the object moves at all (its camera-compensated centroid spans MIN_TRAVEL px, or
+    it spins either way). With "static", this keeps a frozen video from passing temporal consistency."""
+    ok = np.isfinite(pts[:, 0])
+    if ok.sum() >= 2 and float(np.hypot(*(pts[ok].max(axis=0) - pts[ok].min(axis=0)))) >= MIN_TRAVEL * px:
+        return True
+    return _check_rotation(tr, None, fps)
+
+
+def _check_smooth(tracks: Sequence[Track], px: float) -> bool:
+    """Every moving track moves smoothly. From its measured centroids (gaps of up to 3 frames bridged),
+    velocities v; roughness = median |change of v| / median |v|, coherence = median speed over 3-6 frame
+    spans / median |v|; roughness - coherence must stay below ROUGHNESS_MAX. Smooth motion gives about -1
+    to 0.3 (centroid quantisation, noise), shuffled frames about 1 or more. Tracks slower than MOVING_MIN
+    px per frame or with fewer than 5 velocity changes are not tested."""
+    for tr in tracks:
+        pts = _series(tr, 0.0)
+        idx = np.flatnonzero(np.isfinite(pts[:, 0]))
+        if len(idx) < 4:
+            continue
+        gap = np.diff(idx)
+        near = gap <= 3
+        vel = (pts[idx[1:]] - pts[idx[:-1]]) / gap[:, None]  # (k, 2) px per frame
+        pairs = near[1:] & near[:-1]
+        step = float(np.median(np.hypot(*vel[near].T))) if near.any() else 0.0
+        if pairs.sum() < 5 or step < MOVING_MIN * px:
+            continue
+        rough = float(np.median(np.hypot(*(vel[1:] - vel[:-1])[pairs].T))) / step
+        lag = idx[None, :] - idx[:, None]
+        i, j = np.nonzero((lag >= 3) & (lag <= 6))
+        speeds = np.hypot(*(pts[idx[j]] - pts[idx[i]]).T) / lag[i, j]
+        coherence = float(np.median(speeds)) / step if len(speeds) else 0.0
+        if rough - coherence > ROUGHNESS_MAX:
+            return False
+    return True
+
+
+def _check_instances(tracks: dict[str, Track], objects: list[tuple[int, str, str]], n: int) -> bool:
+    """Instance preservation: per colour of the spec, no more tracks (present in at least MIN_TRACK_FRAC of
+    the frames and fully visible at least once: slivers of a partly hidden object do not count) than objects
+    of that colour, and no track that starts or ends in the middle of the clip
+    while fully in view (appearing or vanishing not explained by an occluder or the frame edge)."""
+    min_frames = max(1, math.ceil(MIN_TRACK_FRAC * n))
+    colors = [c for _, c, _ in objects]
+    for color in set(colors):
+        real = [
+            t
+            for t in tracks.values()
+            if t.color == color
+            and t.n_present >= min_frames
+            and any(b is not None and b.fully_visible for b in t.blobs)
+        ]
+        if len(real) > colors.count(color):
+            return False
+        for tr in real:
+            idx = np.flatnonzero(tr.present)
+            first, last = tr.blobs[idx[0]], tr.blobs[idx[-1]]
+            if (idx[0] > 0 and first is not None and first.fully_visible) or (
+                idx[-1] < n - 1 and last is not None and last.fully_visible
+            ):
+                return False
+    return True
+
+
+def _hidden(tr: Track) -> np.ndarray:
+    """(T,) frames in which the object may be (partly) hidden: absent, or cut by an occluder or the edge."""
+    return np.array([b is None or b.near_occluder or b.touches_edge for b in tr.blobs])
+
+
+def _check_permanence(tr: Track, pts: np.ndarray, height: int) -> bool:
+    """Object permanence across an occluder: the object is clear of it at the start, and after its last
+    hidden stretch it comes back, clear again for at least 2 frames, where (and so when) its motion before
+    hiding predicts (within REAPPEAR_MAX of the height; `pts` are camera-compensated positions). Never
+    hidden: it must still be there in the last fifth of the clip."""
+    n = len(tr.blobs)
+    hidden = _hidden(tr)
+    clear = ~hidden & np.isfinite(pts[:, 0])
+    idx = np.flatnonzero(clear)
+    if len(idx) < 2 or idx[0] > n // 3:
+        return False
+    gaps = np.flatnonzero(np.diff(idx) > 1)
+    if len(gaps) == 0:  # never hidden between two clear frames
+        return bool(idx[-1] >= n - 1 - n // 5)
+    before = idx[: gaps[0] + 1]
+    after = idx[gaps[-1] + 1 :]
+    if len(after) < 2:
+        return False
+    t0, t1 = before[-1], after[0]
+    fit = before[-4:]
+    vel = np.polyfit(fit, pts[fit], 1)[0] if len(fit) >= 2 else np.zeros(2)
+    pred = pts[t0] + vel * (t1 - t0)
+    return bool(np.hypot(*(pts[t1] - pred)) < REAPPEAR_MAX * height)
+
+
+def _check_return(tr: Track, pts: np.ndarray, height: int) -> bool:
+    """Off screen and back: a world-static object visible at the start leaves the frame (absent for at
+    least 2 frames), comes back, and its camera-compensated position on return is within REAPPEAR_MAX of
+    the height of where it was before it left."""
+    present = tr.present
+    idx = np.flatnonzero(present)
+    if len(idx) < 2 or not present[0]:
+        return False
+    gaps = np.flatnonzero(np.diff(idx) > 2)
+    if len(gaps) == 0:
+        return False  # never left
+    ok = np.isfinite(pts[:, 0]) & ~_hidden(tr)
+    before = np.flatnonzero(ok[: idx[gaps[0]] + 1])
+    after = np.flatnonzero(ok)[np.flatnonzero(ok) > idx[gaps[-1]]]
+    if len(before) == 0 or len(after) < 2:
+        return False
+    return bool(np.hypot(*(np.median(pts[after], axis=0) - np.median(pts[before], axis=0))) < REAPPEAR_MAX * height)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Scores
 # ---------------------------------------------------------------------------------------------------
@@ -972,10 +1105,19 @@ def _fact_key(fact: Mapping) -> str:
     """The score key of a spec fact: "present:0", "relation:1-0", "camera", ..."""
     check = str(fact.get("check", ""))
     if check == "relation":
-        return f"relation:{fact.get('a')}-{fact.get('b')}"
-    if check == "camera":
-        return "camera"
+        return f"relation{'_blind' if fact.get('order_blind') else ''}:{fact.get('a')}-{fact.get('b')}"
+    if check in ("camera", "smooth", "instances"):
+        return check
     return f"{check}:{fact.get('object')}"
+
+
+_AXIS = {"left of": ("left of", "right of"), "right of": ("left of", "right of"), "above": ("above", "below"),
+         "below": ("above", "below")}  # fmt: skip
+
+
+def _family(key: str) -> str:
+    """The check family of a score key ("relation_blind:1-0" -> "relation_blind")."""
+    return key.split(":")[0]
 
 
 def _zero_scores(spec: object, error: str) -> dict[str, float | str]:
@@ -987,6 +1129,11 @@ def _zero_scores(spec: object, error: str) -> dict[str, float | str]:
             out[_fact_key(fact)] = 0.0
     out.update({"color": 0.0, "shape": 0.0, "motion": 0.0, "joint": 0.0, "error": error})
     return out
+
+
+def failed_scores(spec: object, error: str) -> dict[str, float | str]:
+    """The scores of an item that could not be scored (unreadable video, ...): every fact 0, with the error."""
+    return _zero_scores(spec, error)
 
 
 def _match_objects(objects: list[tuple[int, str, str]], tracks: dict[str, Track], n: int) -> dict[int, Track]:
@@ -1067,9 +1214,17 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
         ok = False
         if check == "relation":
             ta, tb = matched.get(int(fact["a"])), matched.get(int(fact["b"]))
-            ok = ta is not None and tb is not None and _check_relation(ta, tb, str(fact["relation"]))
+            rel = str(fact["relation"])
+            if fact.get("order_blind"):  # either sign passes: "left of" or "right of", "above" or "below"
+                ok = ta is not None and tb is not None and any(_check_relation(ta, tb, r) for r in _AXIS[rel])
+            else:
+                ok = ta is not None and tb is not None and _check_relation(ta, tb, rel)
         elif check == "camera":
             ok = _check_camera(camera(), str(fact["move"]), h)
+        elif check == "smooth":
+            ok = _check_smooth(list(matched.values()), px)
+        elif check == "instances":
+            ok = _check_instances(tracks, objects, n)
         else:
             i = int(fact["object"])
             tr = matched.get(i)
@@ -1085,6 +1240,12 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
                 elif check == "rotation":
                     cw = fact.get("clockwise")
                     ok = _check_rotation(tr, None if cw is None else bool(cw), fps)
+                elif check == "moves":
+                    ok = _check_moves(tr, comp(tr, 0.0), fps, px)
+                elif check == "permanence":
+                    ok = tr.shape == objects[i][2] and _check_permanence(tr, comp(tr, 0.0), h)
+                elif check == "return":
+                    ok = tr.shape == objects[i][2] and _check_return(tr, comp(tr, 0.0), h)
             if check in _MOTION_FAMILIES:
                 motion.append(float(ok))
         out[key] = float(ok)
@@ -1093,9 +1254,24 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
     out["color"] = sum(i in matched for i, _, _ in objects) / n_obj if objects else 1.0
     out["shape"] = sum(i in matched and matched[i].shape == s for i, _, s in objects) / n_obj if objects else 1.0
     out["motion"] = float(np.mean(motion)) if motion else 1.0
-    fact_scores = [v for k, v in out.items() if k not in ("color", "shape", "motion")]
+    fact_scores = [v for k, v in out.items() if k not in ("color", "shape", "motion") and _family(k) not in INFORMATIVE]
     out["joint"] = float(all(v == 1.0 for v in fact_scores))
     return out
+
+
+def presence_curve(frames: np.ndarray, spec: Mapping) -> np.ndarray:
+    """(T,) per frame, the fraction of the spec's objects whose colour is seen (as many blobs of it as the
+    spec has objects of it, at most): score against frame index, to show drift. Empty on a bad video."""
+    try:
+        frames = _check_frames(frames)
+        colors = [c for _, c, _ in _spec_objects(spec)]
+    except Exception:
+        return np.zeros(0)
+    if not colors:
+        return np.ones(len(frames))
+    need = {c: colors.count(c) for c in set(colors)}
+    seen = [sum(min(need[c], sum(b.color == c for b in fb)) for c in need) for fb in _segment_video(frames).blobs]
+    return np.asarray(seen, dtype=np.float64) / len(colors)
 
 
 def summarize(results: Sequence[Mapping[str, float | str]]) -> dict[str, float]:
@@ -1108,7 +1284,7 @@ def summarize(results: Sequence[Mapping[str, float | str]]) -> dict[str, float]:
         vals = [float(r[key]) for r in results if isinstance(r.get(key), int | float)]
         if vals:
             out[key] = float(np.mean(vals))
-    for fam in _FAMILIES:
+    for fam in _FAMILIES + EXTRA_FAMILIES:
         per_video = []
         for r in results:
             vals = [float(v) for k, v in r.items() if k.split(":")[0] == fam and isinstance(v, int | float)]

@@ -56,6 +56,9 @@ CAMERA_MOVES: tuple[str, ...] = (
     "zoom-out",
 )
 SPEEDS: dict[str, float] = {"slowly": 0.16, "": 0.26, "quickly": 0.4}  # world units per second
+# Compound camera moves, only in probe scenes (never sampled for train/test/holdout): the pan runs for the
+# first half of the clip, then stops ("-stop") or returns to where it started ("-back").
+COMPOUND_CAMERA_MOVES: tuple[str, ...] = tuple(f"pan-{d}-{k}" for k in ("stop", "back") for d in ("left", "right"))
 
 GRAVITY = 2.5  # world units / s^2, y downwards
 RESTITUTION = 0.72  # fraction of speed kept at a bounce
@@ -177,7 +180,13 @@ def camera_path(scene: Scene, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     cy = np.full_like(t, 0.5)
     zoom = np.ones_like(t)
     cam = scene.camera
-    if cam.startswith("pan-"):
+    if cam in COMPOUND_CAMERA_MOVES:
+        half = scene.duration / 2
+        travel = np.minimum(t, half) if cam.endswith("-stop") else half - np.abs(t - half)
+        dx, dy = DIRECTIONS[cam.split("-")[1]]
+        cx = cx + dx * CAMERA_PAN_SPEED * travel
+        cy = cy + dy * CAMERA_PAN_SPEED * travel
+    elif cam.startswith("pan-"):
         dx, dy = DIRECTIONS[cam[4:]]
         cx = cx + dx * CAMERA_PAN_SPEED * t
         cy = cy + dy * CAMERA_PAN_SPEED * t
@@ -356,6 +365,53 @@ def sample_scene(seed: int, split: str = "train", aspect: float = 1.0, duration:
     raise RuntimeError("could not sample a scene")  # pragma: no cover - 1000 tries never all fail
 
 
+PROBES: tuple[str, ...] = ("occluder", "offscreen", "crowd", "camera")
+
+
+def probe_scene(kind: str, seed: int) -> Scene:
+    """A scene built to probe one known weakness (deterministic in (kind, seed); never a training scene).
+
+    "occluder": one or two objects move sideways behind a dark bar at the centre and come out the other side.
+    "offscreen": a static object near the left edge; the camera pans right until it leaves the view and
+    then back (4 s), so the object leaves the frame and returns. "crowd": three objects whose paths cross
+    near the centre. "camera": a compound move, a pan that stops halfway or returns.
+    """
+    if kind not in PROBES:
+        raise ValueError(f"unknown probe {kind!r}; choose from {', '.join(PROBES)}")
+    rng = np.random.default_rng([seed, 101 + PROBES.index(kind), 7919])
+    pairs = [(c, s) for c in HUES for s in SHAPES]
+    picks = [pairs[i] for i in rng.permutation(len(pairs))]
+    template = int(rng.integers(N_TEMPLATES - 1))
+    scene = Scene(objects=[], seed=seed, split=f"probe-{kind}", template=template)
+    if kind == "occluder":
+        scene.occluders = [0.5]
+        rows = [0.3, 0.7] if rng.random() < 0.5 else [float(rng.uniform(0.3, 0.7))]
+        for (color, shape), y in zip(picks, rows, strict=False):
+            d = str(rng.choice(["left", "right"]))
+            speed = str(rng.choice(["", "quickly"]))
+            start = 0.5 - DIRECTIONS[d][0] * SPEEDS[speed] * 0.9  # behind the bar at t = 0.9 s
+            scene.objects.append(Obj(shape, color, "small", start, y, Motion("move", d, speed)))
+    elif kind == "offscreen":
+        scene.duration = 4.0
+        scene.camera = "pan-right-back"
+        color, shape = picks[0]
+        scene.objects.append(Obj(shape, color, "small", float(rng.uniform(0.11, 0.16)), float(rng.uniform(0.3, 0.7))))
+    elif kind == "crowd":
+        base = float(rng.uniform(0, 2 * math.pi))
+        for k, (color, shape) in enumerate(picks[:3]):
+            a = base + 2 * math.pi * k / 3
+            d = min(DIRECTIONS, key=lambda n, a=a: DIRECTIONS[n][0] * math.cos(a) + DIRECTIONS[n][1] * math.sin(a))
+            dx, dy = DIRECTIONS[d]
+            off = 0.06 * (k - 1)  # paths cross near, not exactly at, the centre
+            x, y = 0.5 - dx * 0.26 - dy * off, 0.5 - dy * 0.26 + dx * off
+            scene.objects.append(Obj(shape, color, "small", x, y, Motion("move", d, ""), angle=0.2))
+    else:
+        scene.camera = str(rng.choice(COMPOUND_CAMERA_MOVES))
+        for (color, shape), x in zip(picks[:2], (0.3, 0.7), strict=False):
+            scene.objects.append(Obj(shape, color, "small", x, float(rng.uniform(0.3, 0.7))))
+    return scene
+
+
 # ---------------------------------------------------------------------------------------------------
 # Captions: a grammar over the scene graph, at two levels
 # ---------------------------------------------------------------------------------------------------
@@ -373,6 +429,10 @@ _CAM_SHORT = {
     "pan-down": "camera pans down",
     "zoom-in": "camera zooms in",
     "zoom-out": "camera zooms out",
+    "pan-left-stop": "camera pans left, then stops",
+    "pan-right-stop": "camera pans right, then stops",
+    "pan-left-back": "camera pans left and back",
+    "pan-right-back": "camera pans right and back",
 }
 
 
@@ -473,6 +533,10 @@ _CAM_LONG = {
     "pan-down": "The camera pans slowly downwards, so the scene slides up.",
     "zoom-in": "The camera zooms in slowly towards the center.",
     "zoom-out": "The camera zooms out slowly from the center.",
+    "pan-left-stop": "The camera pans slowly to the left, then stops halfway through.",
+    "pan-right-stop": "The camera pans slowly to the right, then stops halfway through.",
+    "pan-left-back": "The camera pans slowly to the left, then back to where it started.",
+    "pan-right-back": "The camera pans slowly to the right, then back to where it started.",
 }
 
 
