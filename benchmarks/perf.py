@@ -12,6 +12,7 @@ from one run, as ratios.
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ def dit_rate(dit: DiT, latent: tuple[int, int, int], text_len: int, repeats: int
     x = torch.randn(2, dit.cfg.in_channels, T, h, w)
     t = torch.rand(2)
     emb, mask = torch.randn(2, text_len, dit.cfg.text_dim), torch.ones(2, text_len, dtype=torch.bool)
-    tokens = T * h * w // 4
+    tokens = T * h * w // math.prod(dit.cfg.patch)
 
     def run() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
