@@ -179,11 +179,6 @@ def latent_index(frame: int, r: int) -> int:
     return 0 if frame <= 0 else 1 + (frame - 1) // r
 
 
-def frames_of(latent: int, r: int) -> range:
-    """The pixel frames latent frame `latent` covers."""
-    return range(0, 1) if latent == 0 else range(r * (latent - 1) + 1, r * latent + 1)
-
-
 # ---- encoding ------------------------------------------------------------------------------------------
 
 

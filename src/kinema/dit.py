@@ -212,10 +212,6 @@ class DiT(nn.Module):
         )
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def forward_flops(cfg: DiTConfig, tokens: int, text_tokens: int) -> float:
     """Matmul FLOPs of one forward pass (2 per multiply-add), for GFLOP/s and MFU reporting."""
     d, n, L = cfg.width, tokens, text_tokens

@@ -141,16 +141,6 @@ def check_seconds(seconds: float) -> None:
         raise KinemaError(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
 
 
-def check_request(
-    pipe: Pipeline, prompt: str, seconds: float, size: tuple[int, int], fps: float, steps: int, guidance: float
-) -> None:
-    """Raise KinemaError with a one-line reason for a request that cannot be served."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise KinemaError("the prompt is empty")
-    check_seconds(seconds)
-    check_options(pipe, size, fps, steps, guidance)
-
-
 TASKS = ("image", "video", "keyframes", "fill", "edit", "shots")
 
 

@@ -115,7 +115,6 @@ def train_vae(
         )
     )
     tb = SummaryWriter(str(out / "tb"))
-    rng = np.random.default_rng(seed)
     shapes = [
         ClipShape(frames, 64, 64, 12.0),
         ClipShape(frames, 64, 64, 8.0),
@@ -151,7 +150,6 @@ def train_vae(
             save_component(out, "vae", vae, cfg)
             save_train_state(out, {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step})
     bar.close()
-    del rng
     result = measure(vae, n=measure_n)
     final_cfg = dataclasses.replace(cfg, latent_mean=result["latent_mean"], latent_std=result["latent_std"])
     save_component(
