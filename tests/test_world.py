@@ -73,3 +73,14 @@ def test_spec_lists_facts() -> None:
 def test_unknown_split_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown split"):
         world.sample_scene(0, "validation")
+
+
+@pytest.mark.parametrize("shape", world.SHAPES)
+@pytest.mark.parametrize("angle", [0.0, 0.45, 2.5])
+def test_falling_shapes_come_to_rest_on_the_floor(shape: str, angle: float) -> None:
+    """Every shape, at any angle, ends touching the floor band: not hovering above it, not sunk into it."""
+    obj = world.Obj(shape, "red", "large", 0.5, 0.3, world.Motion("fall"), angle=angle)
+    last = world.render(world.Scene(objects=[obj], floor=True, duration=4.0), 128, 128)[-1].astype(int)
+    red = (last[..., 0] > 150) & (last[..., 1] < 100)
+    lowest = np.nonzero(red.any(1))[0].max() + 0.5  # pixel centre
+    assert abs(lowest - world.FLOOR_Y * 128) < 1.5

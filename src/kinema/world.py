@@ -105,6 +105,11 @@ class Obj:
     def radius(self) -> float:
         return SIZES[self.size]
 
+    @property
+    def reach(self) -> float:
+        """How far the shape extends below its centre at its start angle: where it touches the floor."""
+        return bottom_extent(self.shape, self.radius, self.angle)
+
 
 @dataclass
 class Scene:
@@ -124,12 +129,30 @@ class Scene:
 # ---------------------------------------------------------------------------------------------------
 
 
-def fall_trajectory(y0: float, radius: float, t: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """Height of a ball dropped from rest at y0 that bounces on the floor (event-driven, exact).
+def bottom_extent(shape: str, radius: float, angle: float) -> float:
+    """Distance from a shape's centre down to its lowest point (image y grows downwards), matching `_sdf`."""
+    if shape == "circle":
+        return radius
+    if shape == "square":
+        h = radius * 0.82
+        q = np.array([[-h, -h], [-h, h], [h, -h], [h, h]])
+    elif shape == "triangle":
+        r = radius * 1.2
+        side = r * math.sqrt(3.0) / 2
+        q = np.array([[-side, r / 4], [side, r / 4], [0.0, -5 * r / 4]])  # vertices in the shape's frame
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    # _sdf maps world offsets p to q = R(-angle) p, so p = R(angle) q; the lowest point has the largest y
+    return float((math.sin(angle) * q[:, 0] + math.cos(angle) * q[:, 1]).max())
 
+
+def fall_trajectory(y0: float, reach: float, t: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Height of a body dropped from rest at y0 that bounces on the floor (event-driven, exact).
+
+    reach is how far the body extends below its centre (`bottom_extent`), so it rests touching the floor.
     Returns y(t) and the bounce times. Speed after each bounce is RESTITUTION times the speed before.
     """
-    floor = FLOOR_Y - radius
+    floor = FLOOR_Y - reach
     y = np.empty_like(t)
     bounces: list[float] = []
     t_start, y_start, v_start = 0.0, y0, 0.0
@@ -167,7 +190,7 @@ def trajectory(obj: Obj, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
         x = obj.x + dx * v * t
         y = obj.y + dy * v * t
     elif m.kind == "fall":
-        y, _ = fall_trajectory(obj.y, obj.radius, t)
+        y, _ = fall_trajectory(obj.y, obj.reach, t)
     elif m.kind == "rotate":
         ang = obj.angle + (SPIN if m.clockwise else -SPIN) * t
     return x, y, ang
@@ -325,7 +348,7 @@ def _place(rng: np.random.Generator, obj: Obj, scene: Scene) -> None:
         obj.y = float(rng.uniform(0.12 + r, 0.4))
     else:
         obj.x = float(rng.uniform(lo_x, hi_x))
-        obj.y = float(rng.uniform(lo_y, FLOOR_Y - r if scene.floor else hi_y))
+        obj.y = float(rng.uniform(lo_y, FLOOR_Y - obj.reach if scene.floor else hi_y))
 
 
 def sample_scene(seed: int, split: str = "train", aspect: float = 1.0, duration: float = 2.0) -> Scene:
@@ -585,7 +608,7 @@ def scene_spec(scene: Scene) -> dict:
             facts.append({"check": "direction", "object": i, "direction": m.direction})
         elif m.kind == "fall":
             facts.append({"check": "gravity", "object": i})
-            _, bounces = fall_trajectory(o.y, o.radius, t)
+            _, bounces = fall_trajectory(o.y, o.reach, t)
             events += [{"event": "bounce", "object": i, "t": round(b, 4)} for b in bounces]
         elif m.kind == "rotate":
             facts.append({"check": "rotation", "object": i, "clockwise": m.clockwise})
