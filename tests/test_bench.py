@@ -33,7 +33,7 @@ def probe_items() -> list[dict]:
 
 
 def _families(rep: dict) -> dict[str, float]:
-    return {k: v for k, v in rep["checks"].items() if k not in ("error",)}
+    return {k: v for k, v in rep["checks"].items() if k not in ("error", "acausal")}  # rates: lower is better
 
 
 def test_ground_truth_passes_every_check(test_items: list[dict], probe_items: list[dict]) -> None:
@@ -44,7 +44,7 @@ def test_ground_truth_passes_every_check(test_items: list[dict], probe_items: li
             assert value >= 0.98, (key, value)
         assert all(v >= 0.98 for v in rep["suites"].values()), rep["suites"]
     families = {metrics._family(k) for it in probe_items for k in map(metrics._fact_key, it["spec"]["facts"])}
-    assert {"permanence", "return", "camera", "smooth"} <= families
+    assert {"permanence", "return", "camera", "smooth", "collision", "cause"} <= families
 
 
 def test_frame_shuffle_fails_smoothness(test_items: list[dict]) -> None:
@@ -218,8 +218,19 @@ def test_eval_command_conditioned(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rep = json.loads((out / "report.json").read_text())
     assert rep["conditioned"]["score"] == 1.0 and rep["conditioned"]["observed"] == 6
-    result = CliRunner().invoke(app, ["eval", "--conditioned", "6", "--n", "2", "--out", str(tmp_path / "m")])
-    assert result.exit_code == 2 and "reference frames" in result.output
+    result = CliRunner().invoke(app, ["eval", "--ground-truth", "--conditioned", "0", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "K >= 1" in result.output
+
+
+def test_model_continues_ground_truth_in_conditioned_mode(debug_pipe) -> None:
+    """The model source of conditioned mode extends the observed frames of each render to its full length."""
+    items = evaluate.prompt_set("test", 2)
+    source = evaluate.from_model_continuing(debug_pipe, observed=9, steps=1, guidance=1.0, expand=False)
+    rep = evaluate.run_benchmark(items, source, quiet=True, observed=9)
+    truth, _ = evaluate.ground_truth({**items[0], "index": 0})
+    frames, fps = source({**items[0], "index": 0}, 0)
+    assert frames.shape == truth.shape and fps == FPS
+    assert rep["n"] == 2 and 0.0 <= rep["conditioned"]["score"] <= 1.0 and rep["conditioned"]["observed"] == 9
 
 
 def test_distribution_suite_g() -> None:
@@ -255,3 +266,38 @@ def test_noise_and_blur_move_the_new_checks_little(test_items: list[dict], probe
         other = metrics.summarize(runs[name])
         for key in ("moves", "smooth", "instances", "permanence", "return", "camera", "joint"):
             assert abs(clean[key] - other[key]) < 0.05, (name, key, clean[key], other[key])
+
+
+@pytest.mark.parametrize("kind", ["collide", "touch"])
+def test_interaction_probes_and_their_corruptions(kind: str) -> None:
+    """Ground truth passes the collision and cause-and-effect checks; the corruptions fail them: a collision
+    with no exchange of velocities, and an effect (the colour change) half a second before the contact."""
+    for seed in range(4):
+        item = evaluate.prompt_set(f"probe-{kind}", 1, start=seed)[0]
+        scene = world.scene_from_dict(item["spec"]["scene"])
+        key = "collision:0-1" if kind == "collide" else "cause:1"
+        clean = metrics.score(_render(scene), item["spec"], FPS)
+        assert clean["joint"] == 1.0 and clean[key] == 1.0, clean
+        if kind == "collide":
+            scene.objects[1].after = scene.objects[1].motion  # b ignores the hit
+        else:
+            scene.objects[1].t_after -= 0.5  # b changes colour before a reaches it
+        bad = metrics.score(_render(scene), item["spec"], FPS)
+        assert bad[key] == 0.0, bad
+        if kind == "touch":
+            assert bad["acausal:1"] == 1.0 and clean["acausal:1"] == 0.0
+
+
+def test_out_of_range_sets() -> None:
+    """Each range set leaves the trained range (speeds, counts, drop heights) and its ground truth passes."""
+    for name in evaluate.RANGE_SETS:
+        items = evaluate.prompt_set(name, 10)
+        scenes = [world.scene_from_dict(it["spec"]["scene"]) for it in items]
+        if name == "range-speed":
+            assert all(any(o.motion.speed in world.RANGE_SPEEDS for o in s.objects) for s in scenes)
+        elif name == "range-count":
+            assert all(len(s.objects) in (4, 5) for s in scenes)
+        else:
+            assert all(not (0.12 + o.radius <= o.y <= 0.4) for s in scenes for o in s.objects)
+        joint = [metrics.score(_render(s), it["spec"], FPS)["joint"] for s, it in zip(scenes, items, strict=True)]
+        assert np.mean(joint) >= 0.9, (name, joint)

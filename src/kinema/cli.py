@@ -346,11 +346,8 @@ def eval_cmd(
         raise ValueError("name at most one source: --model, --videos, --ground-truth or --baseline")
     if n < 1 or seeds < 1:
         raise ValueError("n and seeds must be at least 1")
-    if conditioned is not None and (conditioned < 1 or not (videos or ground_truth or baseline)):
-        raise ValueError(
-            "--conditioned K needs K >= 1 and --videos, --ground-truth or --baseline (the pipeline "
-            "takes no reference frames yet)"
-        )
+    if conditioned is not None and conditioned < 1:
+        raise ValueError("--conditioned K needs K >= 1 observed frames")
     config = {"set": set_name, "n": n, "seeds": seeds}
     if videos is not None:
         if not videos.is_dir():
@@ -368,7 +365,10 @@ def eval_cmd(
             from kinema.pipeline import Pipeline
 
             pipe = Pipeline.from_pretrained(model)
-            source = E.from_model(pipe, steps, guidance, not no_expand, seed)
+            if conditioned is None:
+                source = E.from_model(pipe, steps, guidance, not no_expand, seed)
+            else:  # the model continues the first K frames of each ground-truth render (extension)
+                source = E.from_model_continuing(pipe, conditioned, steps, guidance, not no_expand, seed)
             config.update(source=f"model:{pipe.path}", steps=steps, guidance=guidance, expand=not no_expand)
     from kinema.fvd import encoder_available
 

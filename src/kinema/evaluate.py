@@ -19,6 +19,7 @@ import dataclasses
 import html
 import io
 import json
+import math
 import re
 import sys
 import zlib
@@ -33,17 +34,19 @@ from kinema import metrics, world
 
 # Suites as groupings of the per-fact check families (metrics._fact_key's prefix). A video's suite score is
 # the mean of its checks in that suite; a suite's mean is over the videos that have at least one.
-# A and D have few checks yet (A: colour + shape by re-rendering; D: gravity with bounce only).
+# A has few checks yet (colour + shape by re-rendering). "acausal" (an effect before its cause) is reported
+# beside the suites, as a rate, not scored in one.
 SUITES: dict[str, tuple[str, ...]] = {
     "A render fidelity": ("present",),
     "B temporal consistency": ("static", "moves", "smooth", "instances"),
-    "C prompt adherence": ("present", "direction", "rotation", "relation"),
-    "D physics": ("gravity",),
+    "C prompt adherence": ("present", "direction", "rotation", "relation", "cause"),
+    "D physics": ("gravity", "collision", "cause"),
     "E camera": ("camera",),
     "F object permanence": ("permanence", "return"),
 }
 PROBE_SETS: tuple[str, ...] = tuple(f"probe-{k}" for k in world.PROBES)
-SETS: tuple[str, ...] = ("test", "holdout", "mirror", "probes", *PROBE_SETS)
+RANGE_SETS: tuple[str, ...] = ("range-speed", "range-count", "range-height")  # outside the trained ranges
+SETS: tuple[str, ...] = ("test", "holdout", "mirror", "probes", *PROBE_SETS, *RANGE_SETS)
 BASELINES: tuple[str, ...] = ("first-frame", "random-drift")
 SIZE, FPS = 64, 12.0  # ground-truth and baseline renders
 
@@ -130,11 +133,55 @@ def _probe(kind: str, seed: int) -> Item:
     return _item(scene, f"probe-{kind}", extra)
 
 
+def range_scene(name: str, seed: int) -> world.Scene:
+    """A test scene pushed outside the ranges training samples. "range-speed": every mover goes "very
+    slowly" or "very quickly" (half the slowest, 1.5x the fastest trained speed); "range-count": 4 or 5
+    objects (training has 1-3); "range-height": one object dropped from lower (y 0.45-0.55) or higher (the
+    top edge) than training's drops (y from 0.12 + r to 0.4)."""
+    rng = np.random.default_rng([seed, 211 + RANGE_SETS.index(name), 7919])
+    if name == "range-speed":
+        scene = world.sample_scene(seed, "test")
+        movers = [o for o in scene.objects if o.motion.kind == "move"] or scene.objects[:1]
+        for o in movers:
+            direction = o.motion.direction or str(rng.choice(list(world.DIRECTIONS)))
+            o.motion = world.Motion("move", direction, str(rng.choice(list(world.RANGE_SPEEDS))))
+            x, y = o.x, o.y
+            if o.motion.speed == "very quickly":  # start further back, so the path still crosses the view
+                world._place(rng, o, scene)
+            if any(math.hypot(o.x - p.x, o.y - p.y) < o.radius + p.radius + 0.06 for p in scene.objects if p is not o):
+                o.x, o.y = x, y
+        return dataclasses.replace(scene, split=name, camera="static", occluders=[])
+    template = int(rng.integers(world.N_TEMPLATES - 1))
+    scene = world.Scene(objects=[], seed=seed, split=name, template=template)
+    pairs = [(c, s) for c in world.HUES for s in world.SHAPES]
+    picks = [pairs[i] for i in rng.permutation(len(pairs))]
+    if name == "range-height":
+        color, shape = picks[0]
+        size = str(rng.choice(list(world.SIZES)))
+        obj = world.Obj(shape, color, size, float(rng.uniform(0.25, 0.75)), 0.0, world.Motion("fall"))
+        low = rng.random() < 0.5
+        obj.y = float(rng.uniform(0.45, 0.55)) if low else float(rng.uniform(obj.radius + 0.01, 0.1 + obj.radius))
+        scene.objects, scene.floor = [obj], True
+        return scene
+    count = int(rng.choice([4, 5]))
+    xs = (np.arange(count) + 0.5) / count
+    for (color, shape), x in zip(picks, xs, strict=False):
+        kind = str(rng.choice(["static", "move", "rotate"] if shape != "circle" else ["static", "move"]))
+        motion = world.Motion("move", str(rng.choice(["up", "down"])), "slowly") if kind == "move" else None
+        motion = motion or world.Motion(kind, clockwise=bool(rng.integers(2)))
+        y = 0.5 if kind != "move" else 0.5 - world.DIRECTIONS[motion.direction][1] * 0.15
+        scene.objects.append(world.Obj(shape, color, "small", float(x), y, motion))
+    return scene
+
+
 def prompt_set(name: str, n: int, start: int = 0) -> list[Item]:
     """n items of a named set: "test" (in-distribution, unseen seeds), "holdout" (compositional hold-outs),
-    "mirror" (mirrored left/right pairs), "probe-KIND" (world.probe_scene) or "probes" (all kinds in turn)."""
+    "mirror" (mirrored left/right pairs), "probe-KIND" (world.probe_scene), "probes" (all kinds in turn),
+    or one of RANGE_SETS (`range_scene`: speeds, counts and drop heights outside the trained ranges)."""
     if name in ("test", "holdout"):
         return [_item(world.sample_scene(s, name), name) for s in range(start, start + n)]
+    if name in RANGE_SETS:
+        return [_item(range_scene(name, s), name) for s in range(start, start + n)]
     if name == "mirror":
         return _mirror_pairs(n, start)
     if name in PROBE_SETS:
@@ -252,6 +299,33 @@ def from_model(pipe, steps: int = 30, guidance: float = 5.0, expand: bool = True
             seed=seed + item["index"] + 1000 * k,
             expand=expand,
             seconds=seconds,
+        )
+        return video.frames, float(video.fps)
+
+    return sample
+
+
+def from_model_continuing(
+    pipe, observed: int, steps: int = 30, guidance: float = 5.0, expand: bool = True, seed: int = 0
+) -> Source:
+    """Conditioned mode on a Pipeline: it extends the first `observed` frames of the item's ground-truth
+    render forward to the render's length (generate(video=..., extend="forward")). The pipeline keeps the
+    last 1 + 4k of the given frames, so observed = 1 + 4k uses them all (5 or 9 at the shipped model's
+    4x temporal ratio)."""
+
+    def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
+        truth, fps = ground_truth(item)
+        video = pipe(
+            item["prompt"],
+            video=truth[:observed],
+            extend="forward",
+            seconds=(len(truth) - observed) / fps,
+            fps=fps,
+            size=(truth.shape[2], truth.shape[1]),
+            steps=steps,
+            guidance=guidance,
+            seed=seed + item["index"] + 1000 * k,
+            expand=expand,
         )
         return video.frames, float(video.fps)
 

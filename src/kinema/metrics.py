@@ -55,8 +55,14 @@ _HUE_VEC = np.stack([np.cos(_HUE_RAD), np.sin(_HUE_RAD)])  # (2, n_colors)
 _SYMMETRY = {"square": math.pi / 2, "triangle": 2 * math.pi / 3}  # rotational period of each shape
 _FAMILIES: tuple[str, ...] = ("present", "direction", "gravity", "static", "rotation", "relation", "camera")
 # checks the benchmark adds to specs (kinema.evaluate): smoothness, object permanence, order-blind relations
-EXTRA_FAMILIES: tuple[str, ...] = ("moves", "smooth", "instances", "permanence", "return", "relation_blind")
-INFORMATIVE = frozenset({"relation_blind"})  # reported, but not a fact of the spec: not part of "joint"
+EXTRA_FAMILIES: tuple[str, ...] = (
+    "moves", "smooth", "instances", "permanence", "return", "relation_blind", "collision", "cause", "acausal",
+)  # fmt: skip
+# reported, but not facts of the spec (not part of "joint"): order-blind relations; "acausal" is 1 when an
+# effect (a colour change) comes before its cause (the contact), the rate the seeds' bitten cookie shows
+INFORMATIVE = frozenset({"relation_blind", "acausal"})
+CONTACT_GAP = 1.1  # centroids closer than this many summed blob radii: the objects touch
+EFFECT_LAG = 2  # frames: an effect must follow its contact within this many frames, and not come before it
 ROUGHNESS_MAX = 0.6  # roughness minus coherence of a moving centroid (see _check_smooth)
 MOVING_MIN = 0.3  # px per frame at H = 64: slower tracks are not tested for smoothness
 REAPPEAR_MAX = 0.12  # fraction of the height: re-emergence off its extrapolated (or former) place
@@ -1020,14 +1026,17 @@ def _check_smooth(tracks: Sequence[Track], px: float) -> bool:
     return True
 
 
-def _check_instances(tracks: dict[str, Track], objects: list[tuple[int, str, str]], n: int) -> bool:
+def _check_instances(
+    tracks: dict[str, Track], objects: list[tuple[int, str, str]], n: int, exempt: set[str] | frozenset = frozenset()
+) -> bool:
     """Instance preservation: per colour of the spec, no more tracks (present in at least MIN_TRACK_FRAC of
     the frames and fully visible at least once: slivers of a partly hidden object do not count) than objects
     of that colour, and no track that starts or ends in the middle of the clip
-    while fully in view (appearing or vanishing not explained by an occluder or the frame edge)."""
+    while fully in view (appearing or vanishing not explained by an occluder or the frame edge). Colours in
+    exempt (an object's colour before and after a change its prompt asks for) may start or end mid-clip."""
     min_frames = max(1, math.ceil(MIN_TRACK_FRAC * n))
     colors = [c for _, c, _ in objects]
-    for color in set(colors):
+    for color in set(colors) - set(exempt):
         real = [
             t
             for t in tracks.values()
@@ -1101,11 +1110,79 @@ def _check_return(tr: Track, pts: np.ndarray, height: int) -> bool:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _radius(tr: Track) -> float:
+    """Blob radius (px) from the track's median area, as if it were a disc."""
+    area = tr.area[tr.present]
+    return math.sqrt(float(np.median(area)) / math.pi) if len(area) else 0.0
+
+
+def _contact_frame(pa: np.ndarray, pb: np.ndarray, reach: float) -> int | None:
+    """The first frame whose centroids are closer than reach (px), or None."""
+    d = np.hypot(*(pa - pb).T)
+    close = np.flatnonzero(np.isfinite(d) & (d <= reach))
+    return int(close[0]) if len(close) else None
+
+
+def _velocity(pts: np.ndarray, frames: range) -> np.ndarray | None:
+    """Least-squares velocity (px per frame) over the frames of a range that have a position."""
+    idx = np.array([t for t in frames if 0 <= t < len(pts) and np.isfinite(pts[t, 0])])
+    if len(idx) < 2:
+        return None
+    return np.polyfit(idx.astype(np.float64), pts[idx], 1)[0]
+
+
+def _check_collision(ta: Track, tb: Track, pa: np.ndarray, pb: np.ndarray, px: float) -> bool:
+    """Equal masses collide: they come into contact without passing through each other, and across the
+    contact they exchange velocities (each one's velocity after is the other's before, within 35% of the
+    faster one plus 0.15 px per frame: momentum and energy both kept). pa, pb: camera-compensated positions."""
+    reach = CONTACT_GAP * (_radius(ta) + _radius(tb))
+    c = _contact_frame(pa, pb, reach)
+    n = len(pa)
+    if c is None or c < 3 or c > n - 4:
+        return False
+    d = np.hypot(*(pa - pb).T)
+    if np.nanmin(d) < 0.6 * (_radius(ta) + _radius(tb)):  # they overlap: passed through each other
+        return False
+    before = [_velocity(p, range(c - 5, c)) for p in (pa, pb)]
+    after = [_velocity(p, range(c + 2, c + 7)) for p in (pa, pb)]
+    if any(v is None for v in before + after):
+        return False
+    va0, vb0 = before
+    va1, vb1 = after
+    tol = 0.35 * max(float(np.hypot(*va0)), float(np.hypot(*vb0))) + 0.15 * px
+    return bool(np.hypot(*(va1 - vb0)) < tol and np.hypot(*(vb1 - va0)) < tol)
+
+
+def _check_cause(
+    ta: Track, tb: Track, tn: Track | None, pa: np.ndarray, pb: np.ndarray, height: int
+) -> tuple[bool, bool]:
+    """Contact that changes colour. Returns (passes, acausal): passes when b's old colour gives way to the new
+    one in place (at most one frame of overlap, within REAPPEAR_MAX of the height), no earlier than one frame
+    before the contact and at most EFFECT_LAG frames after it; acausal when the change comes first."""
+    if tn is None or not tb.present[0] or tn.present[0]:
+        return False, False
+    change = int(np.argmax(tn.present))
+    gone = np.flatnonzero(tb.present)
+    if len(gone) == 0 or gone[-1] > change or tb.present[change + 1 :].any():
+        return False, False
+    last = int(gone[-1])
+    if np.hypot(*(tn.position[change] - tb.position[last])) > REAPPEAR_MAX * height:
+        return False, False
+    # b's place over the whole clip: the old colour's blob, then the new one's
+    pb = np.where(np.isfinite(pb[:, :1]), pb, tn.position)
+    contact = _contact_frame(pa, pb, CONTACT_GAP * (_radius(ta) + _radius(tb)))
+    if contact is None:
+        return False, True  # an effect with no cause at all
+    return contact - 1 <= change <= contact + EFFECT_LAG, change < contact - 1
+
+
 def _fact_key(fact: Mapping) -> str:
     """The score key of a spec fact: "present:0", "relation:1-0", "camera", ..."""
     check = str(fact.get("check", ""))
     if check == "relation":
         return f"relation{'_blind' if fact.get('order_blind') else ''}:{fact.get('a')}-{fact.get('b')}"
+    if check == "collision":
+        return f"collision:{fact.get('a')}-{fact.get('b')}"
     if check in ("camera", "smooth", "instances"):
         return check
     return f"{check}:{fact.get('object')}"
@@ -1193,7 +1270,8 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
     n, h, w, _ = frames.shape
     px = _px(h)
     seg = _segment_video(frames)
-    tracks = _tracks(seg, [c for _, c, _ in objects])
+    effects = {str(f["color"]) for f in facts if f["check"] == "cause"}  # hues objects turn into
+    tracks = _tracks(seg, [c for _, c, _ in objects] + sorted(effects))
     matched = _match_objects(objects, tracks, n)
     cam: CameraMotion | None = None
 
@@ -1224,7 +1302,15 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
         elif check == "smooth":
             ok = _check_smooth(list(matched.values()), px)
         elif check == "instances":
-            ok = _check_instances(tracks, objects, n)
+            ok = _check_instances(
+                tracks,
+                objects,
+                n,
+                exempt=effects | {objects[int(f["object"])][1] for f in facts if f["check"] == "cause"},
+            )
+        elif check == "collision":
+            ta, tb = matched.get(int(fact["a"])), matched.get(int(fact["b"]))
+            ok = ta is not None and tb is not None and _check_collision(ta, tb, comp(ta, 0.0), comp(tb, 0.0), px)
         else:
             i = int(fact["object"])
             tr = matched.get(i)
@@ -1246,6 +1332,15 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
                     ok = tr.shape == objects[i][2] and _check_permanence(tr, comp(tr, 0.0), h)
                 elif check == "return":
                     ok = tr.shape == objects[i][2] and _check_return(tr, comp(tr, 0.0), h)
+                elif check == "cause":
+                    by = matched.get(int(fact["by"]))
+                    new = max((t for t in tracks.values() if t.color == fact["color"]), key=lambda t: t.n_present,
+                              default=None)  # fmt: skip
+                    acausal = False
+                    if by is not None:
+                        pa, pb = (_to_first_frame(t.position, camera(), h, w) for t in (by, tr))
+                        ok, acausal = _check_cause(by, tr, new, pa, pb, h)
+                    out[f"acausal:{i}"] = float(acausal)
             if check in _MOTION_FAMILIES:
                 motion.append(float(ok))
         out[key] = float(ok)

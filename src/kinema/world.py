@@ -56,6 +56,9 @@ CAMERA_MOVES: tuple[str, ...] = (
     "zoom-out",
 )
 SPEEDS: dict[str, float] = {"slowly": 0.16, "": 0.26, "quickly": 0.4}  # world units per second
+# Speeds outside the trained range, only in the benchmark's "range-speed" set (never sampled for training)
+RANGE_SPEEDS: dict[str, float] = {"very slowly": 0.08, "very quickly": 0.6}
+ALL_SPEEDS: dict[str, float] = {**SPEEDS, **RANGE_SPEEDS}
 # Compound camera moves, only in probe scenes (never sampled for train/test/holdout): the pan runs for the
 # first half of the clip, then stops ("-stop") or returns to where it started ("-back").
 COMPOUND_CAMERA_MOVES: tuple[str, ...] = tuple(f"pan-{d}-{k}" for k in ("stop", "back") for d in ("left", "right"))
@@ -100,6 +103,11 @@ class Obj:
     y: float
     motion: Motion = field(default_factory=Motion)
     angle: float = 0.0  # start angle, radians
+    # An interaction (probe scenes only, see `interact`): from time t_after on the object follows `after`
+    # from where it is, and shows the hue color_after if one is given.
+    after: Motion | None = None
+    t_after: float = 0.0
+    color_after: str = ""
 
     @property
     def radius(self) -> float:
@@ -178,15 +186,13 @@ def fall_trajectory(y0: float, reach: float, t: np.ndarray) -> tuple[np.ndarray,
     return y, bounces
 
 
-def trajectory(obj: Obj, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World-space centre (x, y) and angle of an object at times t (seconds)."""
+def _follow(obj: Obj, m: Motion, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.full_like(t, obj.x)
     y = np.full_like(t, obj.y)
     ang = np.full_like(t, obj.angle)
-    m = obj.motion
     if m.kind == "move":
         dx, dy = DIRECTIONS[m.direction]
-        v = SPEEDS[m.speed]
+        v = ALL_SPEEDS[m.speed]
         x = obj.x + dx * v * t
         y = obj.y + dy * v * t
     elif m.kind == "fall":
@@ -194,6 +200,53 @@ def trajectory(obj: Obj, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     elif m.kind == "rotate":
         ang = obj.angle + (SPIN if m.clockwise else -SPIN) * t
     return x, y, ang
+
+
+def trajectory(obj: Obj, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World-space centre (x, y) and angle of an object at times t (seconds)."""
+    x, y, ang = _follow(obj, obj.motion, t)
+    if obj.after is not None:  # from t_after on, the new motion starts where the old one got to
+        tc = np.array([obj.t_after])
+        xc, yc, ac = (float(v[0]) for v in _follow(obj, obj.motion, tc))
+        there = dataclasses.replace(obj, x=xc, y=yc, angle=ac, after=None)
+        x2, y2, a2 = _follow(there, obj.after, np.maximum(t - obj.t_after, 0.0))
+        late = t >= obj.t_after
+        x, y, ang = np.where(late, x2, x), np.where(late, y2, y), np.where(late, a2, ang)
+    return x, y, ang
+
+
+def half_width(obj: Obj) -> float:
+    """Half the horizontal extent of an unrotated object (circle or square), for contact times."""
+    if obj.shape == "triangle" or (obj.shape == "square" and obj.angle):
+        raise ValueError("contact times are defined for circles and unrotated squares")
+    return obj.radius * (0.82 if obj.shape == "square" else 1.0)
+
+
+def interact(scene: Scene, kind: str, a: int, b: int, color: str = "") -> float:
+    """Make objects a and b of a scene interact when they touch; returns the contact time (seconds).
+
+    a moves left or right towards b along one row. "collide": equal masses, so at contact they exchange
+    velocities (a pushes a resting b, which moves on while a stops; two movers bounce apart). "touch": a
+    stops against a resting b, and b turns `color` at that moment (cause, then effect).
+    """
+    oa, ob = scene.objects[a], scene.objects[b]
+    if oa.motion.kind != "move" or oa.motion.direction not in ("left", "right"):
+        raise ValueError("the first object must move left or right")
+    va = DIRECTIONS[oa.motion.direction][0] * ALL_SPEEDS[oa.motion.speed]
+    vb = DIRECTIONS[ob.motion.direction][0] * ALL_SPEEDS[ob.motion.speed] if ob.motion.kind == "move" else 0.0
+    gap = abs(ob.x - oa.x) - half_width(oa) - half_width(ob)
+    closing = va - vb if ob.x > oa.x else vb - va
+    if gap <= 0 or closing <= 0:
+        raise ValueError("the objects must start apart and approach each other")
+    t = gap / closing
+    oa.t_after = ob.t_after = t
+    if kind == "collide":
+        oa.after, ob.after = ob.motion, oa.motion
+    elif kind == "touch":
+        oa.after, ob.after, ob.color_after = Motion("static"), Motion("static"), color
+    else:
+        raise ValueError(f"unknown interaction {kind!r}")
+    return t
 
 
 def camera_path(scene: Scene, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,7 +352,10 @@ def render(
         ox, oy, ang = trajectory(obj, t)
         d = _sdf(obj.shape, wx - ox[:, None, None], wy - oy[:, None, None], obj.radius, ang[:, None, None])
         cover = np.clip(0.5 - d / px_size, 0, 1)[..., None]
-        img = img * (1 - cover) + hue_rgb(HUES[obj.color]) * cover
+        rgb = np.broadcast_to(hue_rgb(HUES[obj.color]), (len(t), 3))
+        if obj.color_after:
+            rgb = np.where((t >= obj.t_after)[:, None], hue_rgb(HUES[obj.color_after]), rgb)
+        img = img * (1 - cover) + rgb[:, None, None, :].astype(np.float32) * cover
     for ox in scene.occluders:
         d = np.abs(wx - ox) - OCCLUDER_HALF_WIDTH
         cover = np.clip(0.5 - d / px_size, 0, 1)[..., None]
@@ -339,7 +395,7 @@ def _place(rng: np.random.Generator, obj: Obj, scene: Scene) -> None:
     m = obj.motion
     if m.kind == "move":
         dx, dy = DIRECTIONS[m.direction]
-        travel = SPEEDS[m.speed] * scene.duration
+        travel = ALL_SPEEDS[m.speed] * scene.duration
         # start behind the centre so the path crosses the middle of the view
         obj.x = float(np.clip(scene.aspect / 2 - dx * travel / 2 + rng.uniform(-0.15, 0.15), lo_x, hi_x))
         obj.y = float(np.clip(0.5 - dy * travel / 2 + rng.uniform(-0.15, 0.15), lo_y, hi_y))
@@ -388,7 +444,7 @@ def sample_scene(seed: int, split: str = "train", aspect: float = 1.0, duration:
     raise RuntimeError("could not sample a scene")  # pragma: no cover - 1000 tries never all fail
 
 
-PROBES: tuple[str, ...] = ("occluder", "offscreen", "crowd", "camera")
+PROBES: tuple[str, ...] = ("occluder", "offscreen", "crowd", "camera", "collide", "touch")
 
 
 def probe_scene(kind: str, seed: int) -> Scene:
@@ -397,7 +453,9 @@ def probe_scene(kind: str, seed: int) -> Scene:
     "occluder": one or two objects move sideways behind a dark bar at the centre and come out the other side.
     "offscreen": a static object near the left edge; the camera pans right until it leaves the view and
     then back (4 s), so the object leaves the frame and returns. "crowd": three objects whose paths cross
-    near the centre. "camera": a compound move, a pan that stops halfway or returns.
+    near the centre. "camera": a compound move, a pan that stops halfway or returns. "collide": a mover hits
+    a resting object of equal mass (it stops, the other moves on) or two movers meet head on and bounce
+    apart. "touch": a mover stops against a resting object, which changes colour at the touch.
     """
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; choose from {', '.join(PROBES)}")
@@ -428,10 +486,21 @@ def probe_scene(kind: str, seed: int) -> Scene:
             off = 0.06 * (k - 1)  # paths cross near, not exactly at, the centre
             x, y = 0.5 - dx * 0.26 - dy * off, 0.5 - dy * 0.26 + dx * off
             scene.objects.append(Obj(shape, color, "small", x, y, Motion("move", d, ""), angle=0.2))
-    else:
+    elif kind == "camera":
         scene.camera = str(rng.choice(COMPOUND_CAMERA_MOVES))
         for (color, shape), x in zip(picks[:2], (0.3, 0.7), strict=False):
             scene.objects.append(Obj(shape, color, "small", x, float(rng.uniform(0.3, 0.7))))
+    else:  # collide or touch: circles and squares, whose contact times are exact
+        ca, sa = next(p for p in picks if p[1] != "triangle")
+        cb, sb = next(p for p in picks if p[1] != "triangle" and p[0] != ca)  # two hues: two tracks
+        d = str(rng.choice(["left", "right"]))
+        sign, y = DIRECTIONS[d][0], float(rng.uniform(0.35, 0.65))
+        head_on = kind == "collide" and rng.random() < 0.5
+        scene.objects.append(Obj(sa, ca, "small", 0.5 - sign * 0.3, y, Motion("move", d, "")))
+        back = Motion("move", "left" if d == "right" else "right", "") if head_on else Motion("static")
+        scene.objects.append(Obj(sb, cb, "small", 0.5 + sign * (0.3 if head_on else 0.06), y, back))
+        spare = [c for c in HUES if c not in (ca, cb)]
+        interact(scene, kind, 0, 1, color=str(rng.choice(spare)) if kind == "touch" else "")
     return scene
 
 
@@ -497,8 +566,52 @@ def _relation(a: Obj, b: Obj) -> str:
     return "above" if dy > 0 else "below"
 
 
+def _interaction(scene: Scene) -> str:
+    """ "push", "head-on", "touch" or "" (no interaction): see `interact`."""
+    if len(scene.objects) != 2 or scene.objects[1].after is None:
+        return ""
+    b = scene.objects[1]
+    return "touch" if b.color_after else "head-on" if b.motion.kind == "move" else "push"
+
+
+def _interaction_short(scene: Scene) -> str:
+    a, b = scene.objects
+    d = _dir_words(a.motion.direction)
+    kind = _interaction(scene)
+    if kind == "push":
+        return f"a {_noun(a, False)} moves {d} and hits a {_noun(b, False)}, which then moves {d}"
+    if kind == "head-on":
+        return f"a {_noun(a, False)} and a {_noun(b, False)} move towards each other, collide and bounce apart"
+    return f"a {_noun(a, False)} moves {d} and touches a {_noun(b, False)}, which turns {b.color_after}"
+
+
+def _interaction_long(scene: Scene) -> str:
+    a, b = scene.objects
+    d = _dir_words(a.motion.direction)
+    kind = _interaction(scene)
+    start = f"A {_noun(a, True)} starts at {_region(a, scene.aspect)} and moves {d}"
+    if kind == "push":
+        text = (
+            f"{start}. It hits a {_noun(b, True)} resting at {_region(b, scene.aspect)} and stops dead, and "
+            f"the {b.color} {b.shape} moves on {d} at the same speed, as when equal masses collide."
+        )
+    elif kind == "head-on":
+        text = (
+            f"{start}, and a {_noun(b, True)} at {_region(b, scene.aspect)} moves towards it at the same "
+            "speed. They collide and bounce apart, each going back the way it came."
+        )
+    else:
+        text = (
+            f"{start} until it touches a {_noun(b, True)} resting at {_region(b, scene.aspect)}, then stops. "
+            f"At the moment they touch, the {b.color} {b.shape} turns {b.color_after}."
+        )
+    return f"{text} {_CAM_LONG[scene.camera]} The background is a grey blocky texture."
+
+
 def short_caption(scene: Scene) -> str:
     """A prompt as a user would type it."""
+    if _interaction(scene):
+        return _interaction_short(scene)
     k = scene.template
     parts = []
     for i, o in enumerate(scene.objects):
@@ -565,6 +678,8 @@ _CAM_LONG = {
 
 def long_caption(scene: Scene) -> str:
     """The detailed caption the model is trained on (the recaptioning idea)."""
+    if _interaction(scene):
+        return _interaction_long(scene)
     k = scene.template
     sentences = []
     for i, o in enumerate(scene.objects):
@@ -601,7 +716,18 @@ def scene_spec(scene: Scene) -> dict:
     facts: list[dict] = []
     events: list[dict] = []
     t = np.linspace(0, scene.duration, 200)
-    for i, o in enumerate(scene.objects):
+    kind = _interaction(scene)
+    if kind:  # a pair that interacts: identities, and the interaction instead of one motion each
+        tc = round(scene.objects[1].t_after, 4)
+        facts += [{"check": "present", "object": i, "color": o.color, "shape": o.shape}
+                  for i, o in enumerate(scene.objects)]  # fmt: skip
+        events.append({"event": "contact", "a": 0, "b": 1, "t": tc})
+        if kind == "touch":
+            facts.append({"check": "cause", "object": 1, "by": 0, "color": scene.objects[1].color_after})
+            events.append({"event": "color_change", "object": 1, "color": scene.objects[1].color_after, "t": tc})
+        else:
+            facts.append({"check": "collision", "a": 0, "b": 1})
+    for i, o in enumerate([] if kind else scene.objects):
         facts.append({"check": "present", "object": i, "color": o.color, "shape": o.shape})
         m = o.motion
         if m.kind == "move":
@@ -631,7 +757,10 @@ def scene_spec(scene: Scene) -> dict:
 def scene_from_dict(d: dict) -> Scene:
     """Inverse of dataclasses.asdict(scene)."""
     d = dict(d)
-    d["objects"] = [Obj(**{**o, "motion": Motion(**o["motion"])}) for o in d["objects"]]
+    d["objects"] = [
+        Obj(**{**o, "motion": Motion(**o["motion"]), "after": Motion(**o["after"]) if o.get("after") else None})
+        for o in d["objects"]
+    ]
     return Scene(**d)
 
 
@@ -720,6 +849,8 @@ def _parse_motion(text: str) -> Motion | None:
     if re.search(r"\b(move|moves|moving|slide|slides|goes|drift\w*|travel\w*|glide\w*|rises|sinks)\b", text):
         direction = next((d for pat, d in _DIR_PATTERNS if re.search(pat, text)), "right")
         speed = "slowly" if "slow" in text else "quickly" if ("quick" in text or "fast" in text) else ""
+        if speed and re.search(r"\bvery (slow|quick|fast)", text):
+            speed = f"very {speed}"
         return Motion("move", direction=direction, speed=speed)
     return None
 
@@ -743,7 +874,7 @@ def _layout(scene: Scene, relations: list[tuple[int, str, int]]) -> None:
         m = o.motion
         if m.kind == "move":
             dx, dy = DIRECTIONS[m.direction]
-            travel = SPEEDS[m.speed] * scene.duration
+            travel = ALL_SPEEDS[m.speed] * scene.duration
             if n == 1:
                 o.x = scene.aspect / 2 - dx * travel / 2
             o.y = o.y - dy * travel / 2
