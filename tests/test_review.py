@@ -42,7 +42,8 @@ def test_real_detector_passes_world_frames() -> None:
     det = R._detector()
     assert set(R.EXPOSED) <= set(det.labels)
     report = R.review_frames(world_frames())
-    assert report["nudity"] < 0.2 and len(report["frames_checked"]) == R.MAX_FRAMES
+    assert len(report["frames_checked"]) == R.MAX_FRAMES
+    assert all(v < R.THRESHOLDS.get(k, R.NUDITY_THRESHOLD) - 0.2 for k, v in report["nudity"].items()), report
 
 
 def test_flagged_and_blank_videos_fail() -> None:
@@ -51,7 +52,8 @@ def test_flagged_and_blank_videos_fail() -> None:
     with pytest.raises(R.ReviewError, match=r"nudity \(FEMALE_BREAST_EXPOSED 0\.90"):
         R.review_frames(frames, detector=det)
     assert det.seen == R.MAX_FRAMES  # sampled frames only
-    assert R.review_frames(frames, detector=FakeDetector(0.3))["nudity"] == pytest.approx(0.3)
+    assert R.review_frames(frames, detector=FakeDetector(0.3))["nudity"]["FEMALE_BREAST_EXPOSED"] == pytest.approx(0.3)
+    assert R.review_frames(frames, detector=FakeDetector(0.6, "BUTTOCKS_EXPOSED"))  # its own, higher threshold
     with pytest.raises(R.ReviewError, match="blank"):
         R.review_frames(np.zeros((9, 64, 64, 3), np.uint8), detector=FakeDetector(0.0))
 
@@ -73,7 +75,7 @@ def test_generation_is_reviewed(debug_pipe, tmp_path: Path, monkeypatch: pytest.
     video = debug_pipe("a red circle falls", seconds=1, steps=1)
     path = video.save(tmp_path / "out.mp4")
     assert calls == [video.frames.shape] and path.is_file()
-    assert video.info["review"]["nudity"] < R.NUDITY_THRESHOLD  # the real detector ran on the model's frames
+    assert max(video.info["review"]["nudity"].values()) < R.NUDITY_THRESHOLD  # the real detector ran on them
 
 
 def test_cli_failed_review_exits_4(debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

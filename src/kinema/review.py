@@ -7,7 +7,7 @@ about every ceil(T / 8)-th frame; cost is bounded whatever the length):
 1. Nudity: nudenet's detector (a YOLOv8n ONNX model, 320n.onnx, shipped inside the `nudenet` wheel; runs
    offline on CPU through onnxruntime). Frames are padded to a square and resized to the detector's
    320x320 input (a 64x64 frame is upscaled 5x). A frame fails when an exposed-anatomy class scores at
-   least NUDITY_THRESHOLD anywhere in it.
+   least NUDITY_THRESHOLD (0.7 for BUTTOCKS_EXPOSED, see THRESHOLDS) anywhere in it.
 2. Blank output: every checked frame is one flat colour (an all-black or empty render is not a video).
 
 Not checked, for want of an offline detector: violence and gore, hate symbols, real people's likeness,
@@ -25,6 +25,9 @@ from kinema.conditioning import KinemaError
 
 MAX_FRAMES = 8
 NUDITY_THRESHOLD = 0.5
+# BUTTOCKS_EXPOSED reached 0.44 on benign procedural-world frames (pairs of round shapes; 40 scenes x 3
+# frames, the others stayed under 0.01), so it needs a higher score to fail a video
+THRESHOLDS = {"BUTTOCKS_EXPOSED": 0.7}
 BLANK_STD = 2.0  # grey levels: a frame whose pixels vary less than this is one flat colour
 EXPOSED = (
     "FEMALE_BREAST_EXPOSED",
@@ -95,10 +98,9 @@ def review_frames(frames: np.ndarray, max_frames: int = MAX_FRAMES, detector: Nu
     if all(f.reshape(-1, 3).std(0).max() < BLANK_STD for f in picked):
         raise ReviewError("output refused by frame review: the video is blank (every frame one flat colour)")
     scores = (detector or _detector()).scores(picked)
-    label, frame, score = max(
-        ((lab, idx[int(s.argmax())], float(s.max())) for lab, s in scores.items() if lab in EXPOSED),
-        key=lambda r: r[2],
-    )
-    if score >= NUDITY_THRESHOLD:
-        raise ReviewError(f"output refused by frame review: nudity ({label} {score:.2f} at frame {frame})")
-    return {"frames_checked": idx, "nudity": round(score, 3), "checks": ["nudity", "blank"]}
+    best = {lab: float(s.max()) for lab, s in scores.items() if lab in EXPOSED}
+    for lab, s in scores.items():
+        if lab in EXPOSED and best[lab] >= THRESHOLDS.get(lab, NUDITY_THRESHOLD):
+            frame = idx[int(s.argmax())]
+            raise ReviewError(f"output refused by frame review: nudity ({lab} {best[lab]:.2f} at frame {frame})")
+    return {"frames_checked": idx, "nudity": {k: round(v, 3) for k, v in best.items()}, "checks": ["nudity", "blank"]}
