@@ -1,7 +1,8 @@
 """kinema's command line: `kinema COMMAND --help` (also `python -m kinema`).
 
 Every command reports a bad input as one line on stderr (`error: ...`) and exits non-zero: 2 for a bad
-request or file, 3 for a prompt refused by the usage policy. No traceback reaches the user for those.
+request or file, 3 for a prompt refused by the usage policy (kinema.moderation), 4 for an output that failed
+frame review (kinema.review; nothing is written). No traceback reaches the user for those.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ app = typer.Typer(
 )
 
 EXIT_BAD_INPUT = 2
+EXIT_POLICY = 3
+EXIT_REVIEW = 4
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -36,9 +39,15 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from kinema.checkpoint import CheckpointError
+        from kinema.moderation import PolicyError
+        from kinema.review import ReviewError
 
         try:
             return fn(*args, **kwargs)
+        except PolicyError as e:
+            raise _fail(str(e), EXIT_POLICY) from None
+        except ReviewError as e:
+            raise _fail(str(e), EXIT_REVIEW) from None
         except (ValueError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
             raise _fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
         except OSError as e:
@@ -180,6 +189,27 @@ def generate(
         typer.echo(f"expanded prompt: {video_out.expanded_prompt}", err=True)
     n, wall = len(video_out.frames), video_out.info["wall_s"]
     typer.echo(f"wrote {path} ({n} frames, {wh[0]}x{wh[1]}, {f:g} fps, {wall:.1f} s)")
+
+
+@app.command()
+@friendly_errors
+def moderate(
+    prompt: Annotated[str, typer.Argument(help="The prompt to check against the usage policy.")],
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"allowed", "categories", "scores"} as JSON.')] = False,
+) -> None:
+    """Check a prompt against the usage policy (what `generate` refuses with exit code 3). Exits 0 either way."""
+    from kinema.moderation import DESCRIPTIONS, moderate
+
+    verdict = moderate(prompt)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict()))
+        return
+    if verdict.allowed:
+        typer.echo("allowed")
+    else:
+        typer.echo("refused: " + ", ".join(f"{c} ({DESCRIPTIONS[c]})" for c in verdict.categories))
+    top = sorted(verdict.scores.items(), key=lambda kv: -kv[1])[:3]
+    typer.echo("top scores: " + ", ".join(f"{c} {s:.2f}" for c, s in top))
 
 
 @app.command()

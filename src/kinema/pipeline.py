@@ -45,6 +45,8 @@ from kinema.conditioning import (
 from kinema.data import to_uint8
 from kinema.dit import DiT, DiTConfig
 from kinema.expand import expand_prompt, expand_shots
+from kinema.moderation import check_prompts
+from kinema.review import review_frames
 from kinema.text import TextEncoder
 from kinema.vae import VAEConfig, VideoVAE
 from kinema.video_io import write_video
@@ -64,7 +66,9 @@ class Video:
     info: dict = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
-        """Write .mp4 (H.264), .gif or .png (one frame); atomic, never a partial file."""
+        """Write .mp4 (H.264), .gif or .png (one frame); atomic, never a partial file. The frames pass frame
+        review first (kinema.review): a video that fails raises ReviewError and nothing is written."""
+        self.info["review"] = review_frames(self.frames)
         return write_video(self.frames, path, self.fps)
 
 
@@ -323,6 +327,7 @@ def generate(
     edit: VideoInput | None = None,
     strength: float | None = None,
     shots: str | Path | list | None = None,
+    moderate: bool = True,
 ) -> Video:
     """Sample a video for a prompt. Deterministic given (model, prompt, inputs, options, seed).
 
@@ -336,6 +341,10 @@ def generate(
     Inputs are scaled to cover `size` and center-cropped, and resampled in time to `fps`. Videos longer
     than the trained window are generated window by window with forward extension; keyframe, fill, edit
     and loop clips are sampled in one pass over the whole clip.
+
+    Every prompt (each shot's, and the negative prompt when guidance < 1 gives it positive weight) is checked
+    against the usage policy before any model work: a refused one raises PolicyError (kinema.moderation).
+    moderate=False skips the check; it is for tests and internal evaluation on the world's own prompts.
     """
     meta = pipe.meta
     fps = float(fps or meta.get("fps", 12))
@@ -355,8 +364,15 @@ def generate(
     )  # fmt: skip
     if seconds is not None:
         check_seconds(seconds)
+    shot_list = None
     if task == "shots":
         shot_list = read_shots(shots) if isinstance(shots, str | Path) else check_shots(shots)
+    if moderate:
+        texts = {f"shot {i + 1} prompt": s.prompt for i, s in enumerate(shot_list)} if shot_list else {"prompt": prompt}
+        if guidance < 1:  # v = g v(prompt) + (1 - g) v(negative): the negative prompt is followed, not avoided
+            texts["negative prompt"] = negative_prompt
+        check_prompts(texts, pipe.text_encoder)
+    if shot_list is not None:
         kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, sampler=sampler, progress=progress)
         return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, kw)
     started = time.time()
@@ -477,8 +493,16 @@ def _generate_shots(
     started = time.time()
     parts, cuts = [], []
     for i, (shot, text) in enumerate(zip(shots, texts, strict=True)):
+        # moderate=False: the shots' own prompts were checked before expansion
         v = generate(
-            pipe, text, seconds=shot.seconds, seed=seed + i, expand=False, negative_prompt=negative_prompt, **kw
+            pipe,
+            text,
+            seconds=shot.seconds,
+            seed=seed + i,
+            expand=False,
+            negative_prompt=negative_prompt,
+            moderate=False,
+            **kw,
         )
         cuts.append(sum(len(p) for p in parts))
         parts.append(v.frames if i == 0 else v.frames[1:])
