@@ -837,10 +837,7 @@ def create_app(config: ServerConfig, pipeline: Any = None) -> FastAPI:
             raise APIError(404, "content_not_found", f"the {variant} of {video_id} is gone (expired?)", "variant")
         return FileResponse(path, media_type=media, filename=f"{video_id}{path.suffix}")
 
-    @app.post("/v1/videos/{video_id}/remix", tags=["videos"], responses={200: {"content": video_schema}})
-    async def remix_video(video_id: str, request: Request, owner: str = Depends(authenticate)) -> JSONResponse:
-        """Re-render a completed video to a new prompt (an SDEdit of it: layout and timing kept)."""
-        fields, _ = await read_request(request)
+    def remix(video_id: str, fields: dict, owner: str, idempotency_key: str | None) -> JSONResponse:
         remix = parse_model(RemixVideo, fields)
         src = owned(video_id, owner)
         if src["status"] != "completed":
@@ -854,8 +851,23 @@ def create_app(config: ServerConfig, pipeline: Any = None) -> FastAPI:
             guidance=remix.guidance if remix.guidance is not None else old.get("guidance"),
             callback_url=remix.callback_url,
         )
-        row, fresh = service.submit(owner, spec, {}, request.headers.get("idempotency-key"), edit_of=src)
+        row, fresh = service.submit(owner, spec, {}, idempotency_key, edit_of=src)
         return created(row, fresh)
+
+    @app.post("/v1/videos/{video_id}/remix", tags=["videos"], responses={200: {"content": video_schema}})
+    async def remix_video(video_id: str, request: Request, owner: str = Depends(authenticate)) -> JSONResponse:
+        """Re-render a completed video to a new prompt (an SDEdit of it: layout and timing kept)."""
+        fields, _ = await read_request(request)
+        return remix(video_id, fields, owner, request.headers.get("idempotency-key"))
+
+    @app.post("/v1/videos/edits", tags=["videos"], responses={200: {"content": video_schema}})
+    async def edit_video(request: Request, owner: str = Depends(authenticate)) -> JSONResponse:
+        """The newer name of remix: {prompt, video: {id}}."""
+        fields, _ = await read_request(request)
+        ref = fields.pop("video", None)
+        if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+            raise APIError(400, "invalid_request", "video: {id} is required", "video")
+        return remix(ref["id"], fields, owner, request.headers.get("idempotency-key"))
 
     @app.get("/v1/models", tags=["models"])
     def list_models(owner: str = Depends(authenticate)) -> JSONResponse:
@@ -864,8 +876,11 @@ def create_app(config: ServerConfig, pipeline: Any = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
-        alive = sum(1 for w in service.workers.values() if w.is_alive())
-        return JSONResponse({"status": "ok", "workers": alive})
+        """Workers alive, and how many of them have loaded the model (threads count as ready)."""
+        alive = [w for w in service.workers.values() if w.is_alive()]
+        pids = [w.pid for w in alive if hasattr(w, "pid")]
+        ready = len(alive) - len(pids) + len(set(pids) & service.store.ready_pids())
+        return JSONResponse({"status": "ok", "workers": len(alive), "ready": ready, "worker_pids": pids})
 
     @app.get("/studio/config", include_in_schema=False)
     def studio_config() -> JSONResponse:

@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS videos (
 CREATE UNIQUE INDEX IF NOT EXISTS videos_idem ON videos(owner, idempotency_key);
 CREATE INDEX IF NOT EXISTS videos_owner ON videos(owner, seq);
 CREATE INDEX IF NOT EXISTS videos_status ON videos(status, seq);
+CREATE TABLE IF NOT EXISTS workers (
+    name TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    ready_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     video_id TEXT NOT NULL,
@@ -322,6 +327,16 @@ class Store:
             ids = [r["id"] for r in rows]
             db.executemany("DELETE FROM outbox WHERE video_id = ?", [(i,) for i in ids])
             return ids
+
+    def worker_ready(self, name: str, pid: int) -> None:
+        """A worker process has loaded its model (shown by /healthz)."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO workers (name, pid, ready_at) VALUES (?, ?, ?)", (name, pid, time.time())
+            )
+
+    def ready_pids(self) -> set[int]:
+        return {r[0] for r in self.db().execute("SELECT pid FROM workers")}
 
     # ---- callbacks -------------------------------------------------------------------------------------
 

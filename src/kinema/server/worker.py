@@ -165,5 +165,7 @@ def process_main(
     torch.set_num_threads(max(1, threads))
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(message)s")
     pipe = Pipeline.from_pretrained(model)
+    store = Store(db_path)
+    store.worker_ready(name, os.getpid())
     stop = threading.Event()  # never set: SIGTERM ends the process, and the server re-queues its job
-    work(Store(db_path), pipe, Path(data_dir), name, stop, retention_s, parent=parent)
+    work(store, pipe, Path(data_dir), name, stop, retention_s, parent=parent)
