@@ -2,7 +2,7 @@
 type a prompt, pick 16:9, upload an image, generate, watch it finish, play it, see provenance and the gallery.
 
 Skips with a reason when Playwright or a Chromium binary is missing. To refresh docs/studio.png with the
-shipped model:  KINEMA_STUDIO_SCREENSHOT=docs/studio.png pytest tests/test_serve_studio.py
+shipped model:  KINEMA_STUDIO_SCREENSHOT=docs/studio.png KINEMA_STUDIO_SHIPPED=1 pytest tests/test_serve_studio.py
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def serve_in_thread(app):
 def test_studio_end_to_end(tmp_path, debug_model, debug_pipe, text_encoder, browser):
     shot = os.environ.get("KINEMA_STUDIO_SCREENSHOT")
     model, pipe, steps = debug_model, debug_pipe, 1
-    if shot:  # the shipped model, for a picture worth looking at
+    if os.environ.get("KINEMA_STUDIO_SHIPPED"):  # the shipped model, for a picture worth looking at
         from kinema.pipeline import Pipeline
 
         model, pipe, steps = None, Pipeline.from_pretrained(None, text_encoder=text_encoder), 20
