@@ -67,7 +67,12 @@ def test_studio_end_to_end(tmp_path, debug_model, debug_pipe, text_encoder, brow
         page = browser.new_page(viewport={"width": 1100, "height": 760})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: errors.append(f"remote request {r.url}") if not r.url.startswith(url) else None)
+        page.on(
+            "request",
+            lambda r: (
+                errors.append(f"remote request {r.url}") if not r.url.startswith((url, "blob:", "data:")) else None
+            ),
+        )
         page.goto(url)
         page.fill("#key", key)
         page.click("#savekey")
