@@ -430,6 +430,95 @@ def eval_cmd(
     typer.echo(f"wrote {out / 'report.json'} and {out / 'report.html'} (n = {rep['n']})")
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for `kinema serve` (stored as hashes in the data dir).")
+app.add_typer(keys_app, name="keys")
+DataDir = Annotated[Path, typer.Option(help="The server's data folder (database, videos).")]
+
+
+@keys_app.command("create")
+@friendly_errors
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for (shown by `kinema keys list`).")],
+    data_dir: DataDir = Path("kinema-data"),
+) -> None:
+    """Create an API key; it is printed once, as the last word of the output."""
+    from kinema.server.auth import create_key
+    from kinema.server.jobs import Store
+
+    key = create_key(Store(data_dir / "kinema.db"), name)
+    typer.echo(f"created key {key.split('-')[1]} for {name.strip()} (store it now, it is not shown again): {key}")
+
+
+@keys_app.command("list")
+@friendly_errors
+def keys_list(data_dir: DataDir = Path("kinema-data")) -> None:
+    """List the keys (ids and names; the keys themselves are not stored)."""
+    from kinema.server.jobs import Store
+
+    for row in Store(data_dir / "kinema.db").keys():
+        typer.echo(f"{row['id']}  {row['name']}{'  (revoked)' if row['revoked'] else ''}")
+
+
+@keys_app.command("revoke")
+@friendly_errors
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (kn-ID-...).")], data_dir: DataDir = Path("kinema-data")
+) -> None:
+    """Revoke a key: its requests get 401 from then on."""
+    from kinema.server.jobs import Store
+
+    if not Store(data_dir / "kinema.db").revoke_key(key_id):
+        raise ValueError(f"no key with id {key_id}")
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    data_dir: DataDir = Path("kinema-data"),
+    workers: Annotated[int, typer.Option(help="Generation worker processes (each loads the model once).")] = 1,
+    model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    retention_hours: Annotated[float, typer.Option(help="Delete videos this long after they finish.")] = 24.0,
+    max_active_jobs: Annotated[int, typer.Option(help="Queued + running videos allowed per key.")] = 8,
+    submit_rate: Annotated[float, typer.Option(help="New videos per second per key (token bucket).")] = 0.5,
+    submit_burst: Annotated[float, typer.Option(help="Burst of new videos per key.")] = 10.0,
+    request_rate: Annotated[float, typer.Option(help="API calls per second per key.")] = 20.0,
+    max_seconds: Annotated[float, typer.Option(help="Longest video a request may ask for.")] = 20.0,
+    max_steps: Annotated[int, typer.Option(help="Most sampling steps a request may ask for.")] = 100,
+    default_steps: Annotated[int, typer.Option(help="Sampling steps when a request names none.")] = 30,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="No API keys: local development only.")
+    ] = False,
+) -> None:
+    """Serve the OpenAI-compatible video API (/v1/videos) and the web studio (/)."""
+    import logging
+
+    import uvicorn
+
+    from kinema.server import ServerConfig, create_app
+
+    if workers < 1 or not (0 < port < 65536) or retention_hours <= 0:
+        raise ValueError("need --workers >= 1, a port in 1..65535 and --retention-hours > 0")
+    if insecure_no_auth:
+        bar = "!" * 78
+        typer.echo(
+            f"{bar}\nWARNING: --insecure-no-auth: anyone who can reach {host}:{port} can generate, list and\n"
+            f"delete videos. Use it on your own machine only, never on a shared network.\n{bar}",
+            err=True,
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = ServerConfig(
+        data_dir=data_dir, model=model, workers=workers, insecure_no_auth=insecure_no_auth,
+        retention_hours=retention_hours, max_active_jobs=max_active_jobs, submit_rate=submit_rate,
+        submit_burst=submit_burst, request_rate=request_rate, max_seconds=max_seconds, max_steps=max_steps,
+        default_steps=default_steps,
+    )  # fmt: skip
+    typer.echo(f"kinema studio and API on http://{host}:{port}/ (data in {data_dir})", err=True)
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()
 
