@@ -348,6 +348,7 @@ def train(
     sample_every: Annotated[
         int, typer.Option(help="Write a sample video every N steps (a multiple of --save-every; 0: never).")
     ] = 0,
+    warmup: Annotated[int, typer.Option(help="Learning-rate warmup steps.")] = 200,
 ) -> None:
     """Train or fine-tune the diffusion transformer; runs unchanged under `torchrun -m kinema train`."""
     from kinema.dit import DIT_PRESETS
@@ -380,6 +381,7 @@ def train(
         checkpointing=checkpointing,
         peak_tflops=peak_tflops,
         sample_every=sample_every,
+        warmup=warmup,
     )
 
 
