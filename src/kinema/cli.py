@@ -109,6 +109,9 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same video.")] = 0,
     sampler: Annotated[str, typer.Option(help="euler or heun.")] = "euler",
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    lora: Annotated[
+        Path | None, typer.Option(help="A LoRA fine-tuning run folder: its adapter is merged into the model.")
+    ] = None,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Use the prompt as written.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     image: Annotated[
@@ -145,7 +148,7 @@ def generate(
     keyframes = [parse_keyframe(k) for k in keyframe] if keyframe else None
     gap = parse_range(missing) if missing is not None else None
     check_output_path(output, frames=1 if output.suffix.lower() == ".png" else 2)
-    pipe = Pipeline.from_pretrained(model)
+    pipe = Pipeline.from_pretrained(model, lora=lora)
     wh = parse_size(size) or (pipe.meta["width"], pipe.meta["height"])
     f = fps or pipe.meta["fps"]
     plain = all(v is None for v in (image, video, keyframes, fill, edit, shots))
@@ -308,23 +311,108 @@ def prepare_world_cmd(
 
 @app.command()
 @friendly_errors
+def prepare(
+    videos: Annotated[
+        Path,
+        typer.Option(
+            help="Folder of videos with sidecar .txt captions, or a .csv/.jsonl/.parquet manifest "
+            "(path, caption, start, end)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for per-bucket latent shards (resumable: done groups are skipped).")
+    ],
+    vae: Annotated[Path, typer.Option(help="VAE folder (vae.json, vae.safetensors), or 'shipped'.")] = Path("shipped"),
+    fps: Annotated[float, typer.Option(help="Frame rate clips are resampled to.")] = 12.0,
+    buckets: Annotated[str, typer.Option(help="Bucket set: tiny, small or base.")] = "small",
+    max_clips: Annotated[int, typer.Option(help="Clips taken per video at most (spread evenly).")] = 4,
+    files_per_shard: Annotated[int, typer.Option(help="Source files per shard group.")] = 64,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Decode real footage into bucketed clips and cache their VAE latents and caption embeddings."""
+    from kinema.footage import prepare_footage
+    from kinema.train import model_folder
+
+    counts = prepare_footage(
+        videos,
+        model_folder(vae),
+        out,
+        fps=fps,
+        buckets=buckets,
+        max_clips=max_clips,
+        files_per_shard=files_per_shard,
+        quiet=quiet,
+    )
+    skipped = sum(v for k, v in counts.items() if k.startswith("skipped"))
+    typer.echo(
+        f"prepared {counts.get('clips', 0)} clips from {counts.get('videos', 0)} videos into {out}; "
+        f"skipped {skipped} files" + (f" (see {out / 'skipped.jsonl'})" if skipped else "")
+    )
+
+
+@app.command()
+@friendly_errors
 def train(
-    data: Annotated[Path, typer.Option(help="Latent shards from prepare-world.")],
-    vae: Annotated[Path, typer.Option(help="The VAE the shards were encoded with (copied into --out).")],
+    data: Annotated[Path, typer.Option(help="Prepared latents: from prepare-world, or footage from prepare.")],
     out: Annotated[Path, typer.Option(help="Run folder; a complete model folder (resumes if it holds one).")],
-    steps: Annotated[int, typer.Option()] = 3000,
-    preset: Annotated[str, typer.Option(help="DiT preset: debug, small, base, large.")] = "small",
-    batch: Annotated[int, typer.Option()] = 32,
+    vae: Annotated[
+        Path | None,
+        typer.Option(help="The VAE the data was encoded with ('shipped' or a folder; default: the data's)."),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", "--max-steps", help="Total optimiser steps.")] = 3000,
+    preset: Annotated[str, typer.Option(help="DiT preset: debug, small, base, large (ignored with --init).")] = "small",
+    batch: Annotated[int, typer.Option(help="Global batch (split evenly over torchrun's ranks).")] = 32,
     lr: Annotated[float, typer.Option()] = 4e-4,
     seed: Annotated[int, typer.Option()] = 0,
+    init: Annotated[str | None, typer.Option(help="Fine-tune from a model: 'shipped' or a model folder.")] = None,
+    lora: Annotated[int | None, typer.Option(help="Train a LoRA adapter of this rank instead of all weights.")] = None,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 200,
+    keep: Annotated[int, typer.Option(help="Checkpoints kept (the newest).")] = 2,
+    checkpointing: Annotated[
+        bool, typer.Option("--checkpointing", help="Activation checkpointing per DiT block (less memory).")
+    ] = False,
+    peak_tflops: Annotated[
+        float | None,
+        typer.Option(help="Peak TFLOP/s per device for the MFU estimate (default: detected on known GPUs)."),
+    ] = None,
+    sample_every: Annotated[
+        int, typer.Option(help="Write a sample video every N steps (a multiple of --save-every; 0: never).")
+    ] = 0,
+    warmup: Annotated[int, typer.Option(help="Learning-rate warmup steps.")] = 200,
 ) -> None:
-    """Train the diffusion transformer on cached world latents."""
+    """Train or fine-tune the diffusion transformer; runs unchanged under `torchrun -m kinema train`."""
     from kinema.dit import DIT_PRESETS
     from kinema.train import train as train_fn
 
     if preset not in DIT_PRESETS:
         raise ValueError(f"unknown DiT preset {preset!r}; choose from {', '.join(DIT_PRESETS)}")
-    train_fn(out, data, vae, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed)
+    if steps < 1 or batch < 1 or save_every < 1 or keep < 1:
+        raise ValueError("steps, batch, save-every and keep must be at least 1")
+    if sample_every and sample_every % save_every:
+        raise ValueError(f"--sample-every {sample_every} must be a multiple of --save-every {save_every}")
+    if vae is None:
+        meta = data / "meta.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"no prepared data at {data} (meta.json missing)")
+        vae = Path(json.loads(meta.read_text())["vae"])
+    train_fn(
+        out,
+        data,
+        vae,
+        preset=preset,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        init=init,
+        lora=lora,
+        save_every=save_every,
+        keep=keep,
+        checkpointing=checkpointing,
+        peak_tflops=peak_tflops,
+        sample_every=sample_every,
+        warmup=warmup,
+    )
 
 
 @app.command()

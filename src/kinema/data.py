@@ -6,6 +6,7 @@ continues the exact same stream of clips.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,3 +59,39 @@ class LatentShards:
 
     def __len__(self) -> int:
         return len(self.latents)
+
+
+@dataclass
+class LatentSet:
+    """One bucket of cached latents: every clip in it has the pixel shape `shape`."""
+
+    name: str
+    shards: LatentShards
+    shape: ClipShape
+    tokens: int = 0  # DiT tokens per clip, set once the model's patch is known
+
+
+def open_latents(folder: Path) -> tuple[list[LatentSet], tuple[Tensor, Tensor] | None]:
+    """The latent sets of a prepared folder and its empty-prompt embedding (None if not stored).
+
+    Two layouts: the world's (`prepare-world`: shard_*.pt and meta.json with one clip shape) and
+    footage's (`prepare`: meta.json with kind "footage" and one sub-folder of shards per bucket)."""
+    folder = Path(folder)
+    meta_file = folder / "meta.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"no prepared data at {folder} (meta.json missing; run kinema prepare)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("kind") == "footage":
+        sets = [
+            LatentSet(name, LatentShards(folder / name), ClipShape(b["frames"], b["width"], b["height"], meta["fps"]))
+            for name, b in meta["buckets"].items()
+        ]
+        if not sets:
+            raise ValueError(f"{folder} holds no clips (every source was skipped; see skipped.jsonl)")
+    else:
+        sets = [LatentSet("world", LatentShards(folder), ClipShape(**meta["shape"]))]
+    null = None
+    if (folder / "null.pt").is_file():
+        saved = torch.load(folder / "null.pt", weights_only=True)
+        null = (saved["text"].float(), saved["mask"])
+    return sets, null

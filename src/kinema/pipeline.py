@@ -79,8 +79,15 @@ class Pipeline:
         self.vae, self.dit, self.text_encoder, self.meta, self.path = vae, dit, text_encoder, meta, path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, text_encoder: TextEncoder | None = None) -> Pipeline:
-        """Load a model folder; None loads the model shipped inside the package."""
+    def from_pretrained(
+        cls, path: str | Path | None = None, text_encoder: TextEncoder | None = None, lora: str | Path | None = None
+    ) -> Pipeline:
+        """Load a model folder; None loads the model shipped inside the package (or, with lora, the base
+        model the adapter was trained on). lora: a fine-tuning run folder whose lora.safetensors is merged
+        into the DiT's weights."""
+        if path is None and lora is not None:
+            base = read_config(Path(lora), "lora").get("base", "shipped")
+            path = None if base == "shipped" else base
         folder = Path(path) if path is not None else SHIPPED_MODEL
         if not folder.is_dir():
             raise CheckpointError(f"no model folder at {folder}")
@@ -98,6 +105,10 @@ class Pipeline:
             raise CheckpointError(f"checkpoint config in {folder} is not valid: {e}") from None
         load_weights(folder, "vae", vae)
         load_weights(folder, "dit", dit)
+        if lora is not None:
+            from kinema.lora import apply_adapter
+
+            apply_adapter(dit, Path(lora))
         enc = text_encoder or TextEncoder.from_pretrained(meta.get("text_encoder_path"), meta.get("text_len", 128))
         return cls(vae.eval().requires_grad_(False), dit.eval().requires_grad_(False), enc, meta, folder)
 

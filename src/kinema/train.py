@@ -19,22 +19,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from kinema.checkpoint import (
+    atomic_write,
+    latest_checkpoint,
+    load_checkpoint,
     load_train_state,
     load_weights,
     read_config,
     rng_state,
-    save_component,
+    save_checkpoint,
     save_model_copy,
-    save_train_state,
+    save_state,
     set_rng_state,
 )
-from kinema.data import ClipShape, LatentShards, world_batch
+from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, world_batch
 from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
+from kinema.lora import LoRALinear, adapter_state, add_lora, merged_state
+from kinema.parallel import Dist, all_mean, any_rank, barrier, close_distributed, init_distributed, local, parallelize
 from kinema.text import TextEncoder
 from kinema.train_vae import lr_at
 from kinema.vae import VAEConfig, VideoVAE
@@ -68,6 +80,8 @@ def prepare_world(
     vae = load_vae(vae_dir)
     enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
     (out / "meta.json").write_text(json.dumps({"n": n, "shape": shape.__dict__, "vae": str(vae_dir)}, indent=2))
+    e, m = enc.encode([""], pad_to=TEXT_LEN)  # the empty prompt, so training needs no text encoder
+    atomic_write(out / "null.pt", lambda p: torch.save({"text": e[0], "mask": m[0]}, p))
     bar = tqdm(total=n, desc="prepare-world", dynamic_ncols=True)
     for s, start in enumerate(range(0, n, shard_size)):
         path = out / f"shard_{s:04d}.pt"
@@ -145,7 +159,8 @@ def sample_task_masks(batch: int, frames: int, mix: TaskMix, g: torch.Generator)
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-        pe.lerp_(pm, 1 - decay)
+        if pm.requires_grad:  # frozen weights (LoRA's base) are equal in both
+            pe.lerp_(pm, 1 - decay)
 
 
 def make_batch(
@@ -155,19 +170,105 @@ def make_batch(
     g: torch.Generator,
     p_short: float,
     p_drop: float,
+    rows: slice = slice(None),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents, text and mask for clip indices idx: the long caption mostly, the short one with
-    probability p_short, the empty prompt with probability p_drop (classifier-free guidance training)."""
-    x0 = data.latents[idx].float()
+    probability p_short, the empty prompt with probability p_drop (classifier-free guidance training).
+    The random draws cover the whole batch; only `rows` of it are returned (this rank's slice)."""
+    x0 = data.latents[idx[rows]].float()
     r = torch.rand(len(idx), generator=g)
     short = (r < p_short)[:, None]
-    text = torch.where(short[..., None], data.text_short[idx], data.text_long[idx]).float()
     mask = torch.where(short, data.mask_short[idx], data.mask_long[idx])
     drop = torch.rand(len(idx), generator=g) < p_drop
-    text[drop] = null[0]
     mask[drop] = null[1]
     keep = int(mask.any(0).nonzero().max()) + 1  # drop padding columns no caption in the batch uses
-    return x0, text[:, :keep], mask[:, :keep]
+    mine = idx[rows]
+    text = torch.where(short[rows][..., None], data.text_short[mine], data.text_long[mine]).float()
+    text[drop[rows]] = null[0]
+    return x0, text[:, :keep], mask[rows, :keep]
+
+
+@dataclass
+class Batch:
+    """One rank's slice of a step's batch, and what the loss needs to know about the whole batch."""
+
+    bucket: int
+    x0: torch.Tensor  # (b, C, T, h, w) clean latents
+    noise: torch.Tensor  # like x0
+    t: torch.Tensor  # (b, T) timesteps, 0 on clean reference frames
+    cond: torch.Tensor  # (b, T) bool, clean reference frames
+    text: torch.Tensor  # (b, L, D)
+    mask: torch.Tensor  # (b, L) bool
+    loss_frames: int  # frames carrying loss in the whole batch (all ranks)
+
+
+def draw_batch(
+    sets: list[LatentSet],
+    null: tuple[torch.Tensor, torch.Tensor],
+    step: int,
+    seed: int,
+    batch: int,
+    mix: TaskMix,
+    p_short: float,
+    p_drop: float,
+    rows: slice = slice(None),
+) -> Batch:
+    """The batch of `step`: a pure function of (seed, step), so a resumed run and any number of ranks see
+    the same global batch; each rank keeps `rows` of it. With several buckets, the step's bucket is drawn
+    in proportion to the clips it holds (one bucket draws nothing, so world runs are unchanged)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    b = 0
+    if len(sets) > 1:
+        b = int(torch.multinomial(torch.tensor([float(len(s.shards)) for s in sets]), 1, generator=g))
+    data = sets[b].shards
+    idx = torch.randint(len(data), (batch,), generator=g)
+    x0, text, mask = make_batch(data, null, idx, g, p_short, p_drop, rows)
+    if torch.rand(1, generator=g).item() < mix.image_steps:
+        x0 = x0[:, :, :1]  # latent frame 0 is exactly the encoding of the first frame alone (causal VAE)
+    shape = (batch, *x0.shape[1:])
+    noise = torch.randn(shape, generator=g)[rows]
+    cond = sample_task_masks(batch, shape[2], mix, g)  # (B, T) clean reference frames
+    shift = shift_for_tokens(sets[b].tokens)
+    t = sample_timesteps(batch, shift=shift, generator=g)[:, None].expand(-1, shape[2]).masked_fill(cond, 0.0)
+    return Batch(b, x0, noise, t[rows], cond[rows], text, mask, int((~cond).sum()))
+
+
+def build_dit(preset: str, init: str | Path | None, in_channels: int) -> tuple[DiTConfig, DiT]:
+    """A DiT from a preset (random init, seeded by the caller) or from a model folder ('shipped' = the
+    packaged model), checked against the data's latent channels."""
+    if init is None:
+        cfg: DiTConfig = DIT_PRESETS[preset]
+        if cfg.in_channels != in_channels:
+            cfg = DiTConfig(**{**cfg.__dict__, "in_channels": in_channels})
+        return cfg, DiT(cfg)
+    folder = model_folder(init)
+    cfg = DiTConfig(**read_config(folder, "dit")["config"])
+    if cfg.in_channels != in_channels:
+        raise ValueError(
+            f"the data's latents have {in_channels} channels but {folder} expects {cfg.in_channels}: "
+            "prepare the data with that model's VAE (--vae)"
+        )
+    model = DiT(cfg)
+    load_weights(folder, "dit", model)
+    return cfg, model
+
+
+def model_folder(name: str | Path) -> Path:
+    """'shipped' names the model inside the package; anything else is a folder."""
+    from kinema.pipeline import SHIPPED_MODEL
+
+    return SHIPPED_MODEL if str(name) == "shipped" else Path(name)
+
+
+def detect_peak_tflops(device: torch.device) -> float | None:
+    """Dense bf16 peak of known GPUs (vendor datasheets), for the MFU estimate; None when unknown."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0)):
+        if key in name:
+            return peak
+    return None
 
 
 def train(
@@ -185,114 +286,268 @@ def train(
     seed: int = 0,
     text_encoder: TextEncoder | None = None,
     mix: TaskMix | None = None,
-) -> None:
-    out = Path(out)
+    init: str | Path | None = None,
+    lora: int | None = None,
+    checkpointing: bool = False,
+    peak_tflops: float | None = None,
+    sample_every: int = 0,
+    keep: int = 2,
+    warmup: int = 200,
+) -> dict:
+    """Train (or fine-tune) the DiT; under torchrun every rank runs this and FSDP2 shards the model."""
+    d = init_distributed()
+    try:
+        return _train(**{k: v for k, v in locals().items() if k != "d"}, d=d)
+    finally:
+        close_distributed(d)
+
+
+def _train(
+    out: Path,
+    data_dir: Path,
+    vae_dir: Path,
+    preset: str,
+    steps: int,
+    batch: int,
+    lr: float,
+    ema_decay: float,
+    p_short: float,
+    p_drop: float,
+    save_every: int,
+    seed: int,
+    text_encoder: TextEncoder | None,
+    mix: TaskMix | None,
+    init: str | Path | None,
+    lora: int | None,
+    checkpointing: bool,
+    peak_tflops: float | None,
+    sample_every: int,
+    keep: int,
+    warmup: int,
+    d: Dist,
+) -> dict:
+    out, vae_dir = Path(out), model_folder(vae_dir)
+    if batch % d.world:
+        raise ValueError(f"batch {batch} must be divisible by the number of ranks {d.world}")
+    rows = slice(d.rank * batch // d.world, (d.rank + 1) * batch // d.world)  # this rank's part of the batch
+    if lora and init is None:
+        raise ValueError("--lora adapts a trained model: name it with --init (shipped or a model folder)")
+    lora_base = None
+    if lora:
+        lora_base = "shipped" if str(init) == "shipped" else str(Path(init).resolve())
     out.mkdir(parents=True, exist_ok=True)
     mix = mix or TaskMix()
     # ---- data -------------------------------------------------------------------------------------------
-    data = LatentShards(data_dir)
-    meta = json.loads((Path(data_dir) / "meta.json").read_text())
-    enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
-    e, m = enc.encode([""], pad_to=TEXT_LEN)
-    null = (e[0], m[0])
-    del enc
+    sets, null = open_latents(data_dir)
+    if null is None:  # world shards written before null.pt existed
+        enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
+        e, m = enc.encode([""], pad_to=TEXT_LEN)
+        null = (e[0], m[0])
+        del enc
     # ---- model, EMA, optimiser, resume ------------------------------------------------------------------
     torch.manual_seed(seed)
-    cfg: DiTConfig = DIT_PRESETS[preset]
-    if cfg.in_channels != data.latents.shape[1]:
-        cfg = DiTConfig(**{**cfg.__dict__, "in_channels": data.latents.shape[1]})
-    model = DiT(cfg)
+    cfg, model = build_dit(preset, init, sets[0].shards.latents.shape[1])
+    for s in sets:
+        _, _, T, H, W = s.shards.latents.shape
+        s.tokens = (T // cfg.patch[0]) * (H // cfg.patch[1]) * (W // cfg.patch[2])
+    if lora:
+        add_lora(model, lora)
+    model.to(d.device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
-    step = 0
-    state = load_train_state(out)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        step = state["step"]
-        print(f"resumed from step {step}")
-    args = dict(
-        mix=mix.__dict__,
-        preset=preset,
-        steps=steps,
-        batch=batch,
-        lr=lr,
-        ema_decay=ema_decay,
-        p_short=p_short,
-        p_drop=p_drop,
-        seed=seed,
-        data=str(data_dir),
-        n_clips=len(data),
+    parallelize(model, d, checkpointing=checkpointing)
+    parallelize(ema, d)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.99), weight_decay=0.0
     )
-    (out / "args.json").write_text(json.dumps(args, indent=2))
-    shape = meta["shape"]
-    _, _, T, H, W = data.latents.shape
-    tokens = (T // cfg.patch[0]) * (H // cfg.patch[1]) * (W // cfg.patch[2])
-    shift = shift_for_tokens(tokens)
-    model_meta = {
-        "fps": shape["fps"],
-        "width": shape["width"],
-        "height": shape["height"],
-        "frames": shape["frames"],
-        "text_encoder": "all-MiniLM-L6-v2",
-        "text_len": TEXT_LEN,
-        "train_shift": shift,
-    }
-    for f in ("vae.safetensors", "vae.json"):
-        shutil.copy(Path(vae_dir) / f, out / f)
-    (out / "model.json").write_text(json.dumps(model_meta, indent=2))
+    step = resume(out, model, ema, opt, d)
+    main_set = max(sets, key=lambda s: len(s.shards))
+    if d.main:
+        args = dict(
+            mix=mix.__dict__,
+            preset=preset,
+            steps=steps,
+            batch=batch,
+            lr=lr,
+            ema_decay=ema_decay,
+            p_short=p_short,
+            p_drop=p_drop,
+            seed=seed,
+            data=str(data_dir),
+            n_clips=sum(len(s.shards) for s in sets),
+            **({"init": str(init)} if init else {}),
+            **({"lora": lora} if lora else {}),
+            **({"ranks": d.world} if d.world > 1 else {}),
+        )
+        (out / "args.json").write_text(json.dumps(args, indent=2))
+        shape = main_set.shape
+        model_meta = {
+            "fps": shape.fps,
+            "width": shape.width,
+            "height": shape.height,
+            "frames": shape.frames,
+            "text_encoder": "all-MiniLM-L6-v2",
+            "text_len": TEXT_LEN,
+            "train_shift": shift_for_tokens(main_set.tokens),
+        }
+        for f in ("vae.safetensors", "vae.json"):
+            shutil.copy(vae_dir / f, out / f)
+        (out / "model.json").write_text(json.dumps(model_meta, indent=2))
     # ---- loop -------------------------------------------------------------------------------------------
-    tb = SummaryWriter(str(out / "tb"))
-    flops = 3 * forward_flops(cfg, tokens, TEXT_LEN) * batch
-    bar = tqdm(total=steps, initial=step, desc="train", dynamic_ncols=True)
+    monitor = Monitor(out, d, cfg, steps, step, peak_tflops or detect_peak_tflops(d.device))
+    autocast = torch.autocast(d.device.type, dtype=torch.bfloat16)
+    skipped = 0
     while step < steps:
         t0 = time.time()
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        idx = torch.randint(len(data), (batch,), generator=g)
-        x0, text, mask = make_batch(data, null, idx, g, p_short, p_drop)
-        if torch.rand(1, generator=g).item() < mix.image_steps:
-            x0 = x0[:, :, :1]  # latent frame 0 is exactly the encoding of the first frame alone (causal VAE)
-        noise = torch.randn(x0.shape, generator=g)
-        cond = sample_task_masks(batch, x0.shape[2], mix, g)  # (B, T) clean reference frames
-        t = sample_timesteps(batch, shift=shift, generator=g)[:, None].expand(-1, x0.shape[2]).masked_fill(cond, 0.0)
+        bt = draw_batch(sets, null, step, seed, batch, mix, p_short, p_drop, rows)
+        x0, noise, t, text, mask = (v.to(d.device) for v in (bt.x0, bt.noise, bt.t, bt.text, bt.mask))
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup=200)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+            group["lr"] = lr_at(step, steps, lr, warmup=warmup)
+        with autocast:
             v = model(add_noise(x0, noise, t), t, text, mask)
-        loss = flow_loss(v, x0, noise, weight=(~cond).float()[:, None, :, None, None])
-        if not torch.isfinite(loss):
-            print(f"step {step}: non-finite loss, skipped")
+        weight = (~bt.cond).float()[:, None, :, None, None].to(d.device)
+        loss = flow_loss(v, x0, noise, weight=weight)
+        if d.world > 1:  # gradients are averaged over ranks: scale each rank's mean to its share of the batch
+            loss = loss * (max(1, int((~bt.cond).sum())) / max(1, bt.loss_frames)) * d.world
+        if any_rank(not torch.isfinite(loss).item(), d):
+            skipped += 1
+            monitor.skipped(step, skipped, "non-finite loss")
             step += 1
             continue
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        gnorm = local(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0))
+        if any_rank(not torch.isfinite(gnorm).item(), d):
+            skipped += 1
+            monitor.skipped(step, skipped, "non-finite gradient")
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            continue
         opt.step()
         ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
         step += 1
-        dt = time.time() - t0
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        tb.add_scalar("train/loss", loss.item(), step)
-        tb.add_scalar("train/grad_norm", gnorm.item(), step)
-        tb.add_scalar("train/tokens_per_s", batch * tokens / dt, step)
-        tb.add_scalar("train/gflops_per_s", flops / dt / 1e9, step)
+        tokens = batch * x0.shape[2] * sets[bt.bucket].tokens // sets[bt.bucket].shards.latents.shape[2]
+        monitor.step(step, all_mean(loss.detach(), d).item(), gnorm.item(), tokens, time.time() - t0)
         if step % save_every == 0 or step == steps:
-            save_component(out, "dit", ema, cfg, extra={"steps": step})
-            save_train_state(
-                out,
-                {
-                    "model": model.state_dict(),
-                    "ema": ema.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "rng": rng_state(),
-                    "step": step,
-                },
-            )
-    bar.close()
-    tb.close()
+            save_run(out, step, model, ema, opt, cfg, d, keep, lora_base=lora_base)
+            if sample_every and step % sample_every == 0 and d.main:
+                monitor.sample(step, text_encoder)
+    monitor.close()
+    return {"step": step, "skipped": skipped, "losses": monitor.losses}
+
+
+def resume(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer, d: Dist) -> int:
+    """Restore model, EMA, optimiser and RNG from the run's latest checkpoint; returns the step (0 if none).
+    Reads the DCP checkpoints this trainer writes and the single train_state.pt of earlier versions."""
+    path = latest_checkpoint(out)
+    if path is not None:
+        msd, osd = get_state_dict(model, opt)
+        state = {"model": msd, "optim": osd, "ema": get_model_state_dict(ema)}
+        info, extra = load_checkpoint(path, state, d.rank)
+        set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        set_model_state_dict(ema, state["ema"])
+        if extra is not None:
+            set_rng_state(extra["rng"])
+        if d.main:
+            print(f"resumed from {path} (step {info['step']})")
+        return int(info["step"])
+    state = load_train_state(out)  # a legacy train_state.pt
+    if state is None:
+        return 0
+    if d.world == 1 and not any(isinstance(m, LoRALinear) for m in model.modules()):
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+    else:  # convert: full tensors on every rank, optimiser state re-keyed by parameter name
+        full = StateDictOptions(full_state_dict=True)
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        osd = state["optimizer"]
+        osd = {
+            "state": {names[i]: v for i, v in osd["state"].items()},
+            "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in osd["param_groups"]],
+        }
+        set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=osd, options=full)
+        set_model_state_dict(ema, state["ema"], options=full)
+    set_rng_state(state["rng"])
+    if d.main:
+        print(f"resumed from {out / 'train_state.pt'} (step {state['step']}); new checkpoints go to {out / 'ckpt'}")
+    return int(state["step"])
+
+
+def save_run(
+    out: Path,
+    step: int,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    cfg: DiTConfig,
+    d: Dist,
+    keep: int,
+    lora_base: str | None = None,
+) -> None:
+    """The run folder stays a complete model (EMA weights in dit.safetensors, merged if LoRA, and the
+    adapter alone in lora.safetensors); the full training state goes to a DCP checkpoint."""
+    full = get_model_state_dict(ema, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if d.main:
+        if lora_base is not None:
+            rank = int(next(v for k, v in full.items() if k.endswith("lora_a")).shape[0])
+            save_state(out, "lora", adapter_state(full), {"rank": rank}, extra={"base": lora_base, "steps": step})
+            full = merged_state(full)
+        save_state(out, "dit", full, cfg, extra={"steps": step})
+    msd, osd = get_state_dict(model, opt)
+    state = {"model": msd, "optim": osd, "ema": get_model_state_dict(ema)}
+    info = {"step": step, "ranks": d.world}
+    save_checkpoint(out, step, state, info, {"rng": rng_state()}, d.rank, lambda: barrier(d), keep)
+
+
+class Monitor:
+    """Rank 0's view of a run: progress bar with ETA, tensorboard scalars, log.jsonl, sample videos."""
+
+    def __init__(self, out: Path, d: Dist, cfg: DiTConfig, steps: int, step: int, peak_tflops: float | None) -> None:
+        self.out, self.d, self.cfg, self.peak = out, d, cfg, peak_tflops
+        self.losses: dict[int, float] = {}
+        self.bar = tqdm(total=steps, initial=step, desc="train", dynamic_ncols=True, disable=not d.main)
+        self.tb = SummaryWriter(str(out / "tb")) if d.main else None
+        self.log = (out / "log.jsonl").open("a") if d.main else None
+
+    def step(self, step: int, loss: float, gnorm: float, tokens: int, dt: float) -> None:
+        self.losses[step] = loss
+        if not self.d.main:
+            return
+        flops = 3 * forward_flops(self.cfg, tokens, TEXT_LEN)  # forward + backward, whole batch
+        row = {"step": step, "loss": loss, "grad_norm": gnorm, "tokens_per_s": tokens / dt}
+        row["gflops_per_s"] = flops / dt / 1e9
+        if self.peak:
+            row["mfu"] = flops / dt / (self.peak * 1e12 * self.d.world)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}")
+        for k, v in row.items():
+            if k != "step":
+                self.tb.add_scalar(f"train/{k}", v, step)
+        self.log.write(json.dumps(row) + "\n")
+        self.log.flush()
+
+    def skipped(self, step: int, total: int, why: str) -> None:
+        if self.d.main:
+            tqdm.write(f"step {step}: {why}, skipped ({total} so far)")
+            self.tb.add_scalar("train/skipped_steps", total, step + 1)
+            self.bar.update(1)
+
+    def sample(
+        self, step: int, text_encoder: TextEncoder | None, prompt: str = "a red circle moves to the right"
+    ) -> None:
+        from kinema.pipeline import Pipeline
+
+        pipe = Pipeline.from_pretrained(self.out, text_encoder=text_encoder)
+        video = pipe(prompt, steps=20, seed=0, expand=False)
+        (self.out / "samples").mkdir(exist_ok=True)
+        video.save(self.out / "samples" / f"step_{step:08d}.mp4")
+        self.tb.add_video("samples", torch.from_numpy(video.frames).permute(0, 3, 1, 2)[None], step, fps=int(video.fps))
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.d.main:
+            self.tb.close()
+            self.log.close()
 
 
 def export_model(run: Path, dest: Path, dtype: torch.dtype = torch.float16) -> None:
