@@ -265,7 +265,7 @@ def test_bad_uploads_and_body_limit(tmp_path, debug_model):
 
 
 def test_error_shapes_and_codes(tmp_path, debug_model):
-    with serving(tmp_path, debug_model) as (client, service, _):
+    with serving(tmp_path, debug_model) as (client, _, _):
         post = lambda body: client.post("/v1/videos", json=body)
         assert_error(post({"prompt": PROMPT, "size": "65x64"}), 400, "invalid_size", "size")
         assert_error(post({"prompt": PROMPT, "size": "big"}), 400, "invalid_size", "size")
