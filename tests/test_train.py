@@ -50,3 +50,18 @@ def test_vae_resume_is_exact(tmp_path: Path) -> None:
     wa, wb = load_file(tmp_path / "a" / "vae.safetensors"), load_file(tmp_path / "b" / "vae.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert result["psnr_test"] > 0 and len(result["latent_std"]) == 8
+
+
+def test_saved_weights_get_the_usual_file_mode(tmp_path) -> None:
+    """Checkpoints are written through a private temp file, but land with the umask's mode (not 0600)."""
+    import os
+
+    from kinema.checkpoint import save_component
+    from kinema.dit import DIT_PRESETS, DiT
+
+    dit = DiT(DIT_PRESETS["debug"])
+    save_component(tmp_path, "dit", dit, dit.cfg)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("dit.safetensors", "dit.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask

@@ -41,9 +41,11 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         write(tmp)
+        # mkstemp makes 0600 (and some writers, safetensors among them, recreate the file): outputs get the
+        # usual permissions
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
