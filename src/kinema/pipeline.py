@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +48,15 @@ from kinema.data import to_uint8
 from kinema.dit import DiT, DiTConfig
 from kinema.expand import expand_prompt, expand_shots
 from kinema.moderation import check_prompts
+from kinema.provenance import MIME as SIGNED_SUFFIXES
+from kinema.provenance import manifest as c2pa_manifest
+from kinema.provenance import sign_file
 from kinema.review import review_frames
 from kinema.text import TextEncoder
 from kinema.vae import VAEConfig, VideoVAE
-from kinema.video_io import write_video
+from kinema.video_io import check_output_path, write_video
+from kinema.watermark import embed as embed_watermark
+from kinema.watermark import make_payload, model_id_for
 
 MAX_SECONDS = 60.0
 EDIT_STRENGTH = 0.6  # SDEdit default: keeps the input's layout and timing, lets the prompt change colours
@@ -64,12 +71,38 @@ class Video:
     expanded_prompt: str
     seed: int
     info: dict = field(default_factory=dict)
+    generation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def watermark(self) -> str:
+        """The 40-bit payload (10 hex digits) every saved copy carries: model id and generation id."""
+        return make_payload(model_id_for(self.info.get("model", "kinema")), self.generation_id)
 
     def save(self, path: str | Path) -> Path:
         """Write .mp4 (H.264), .gif or .png (one frame); atomic, never a partial file. The frames pass frame
-        review first (kinema.review): a video that fails raises ReviewError and nothing is written."""
+        review first (kinema.review): a video that fails raises ReviewError and nothing is written. Every
+        format gets the invisible watermark; .mp4 and .png are C2PA-signed too, in a hidden file beside the
+        target that is renamed into place only once signed, so no unsigned output ever appears at `path`."""
+        p = check_output_path(path, len(self.frames))
         self.info["review"] = review_frames(self.frames)
-        return write_video(self.frames, path, self.fps)
+        frames = embed_watermark(self.frames, self.watermark)
+        if p.suffix.lower() not in SIGNED_SUFFIXES:
+            return write_video(frames, p, self.fps)
+        tmp = p.with_name(f".{p.stem}.{self.generation_id}.unsigned{p.suffix}")
+        try:
+            write_video(frames, tmp, self.fps)
+            sign_file(tmp, self.manifest())
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return p
+
+    def manifest(self) -> dict:
+        from kinema import __version__
+
+        return c2pa_manifest(
+            self.info.get("model", "kinema"), __version__, self.seed, self.prompt, self.watermark, self.generation_id
+        )
 
 
 class Pipeline:
@@ -424,6 +457,7 @@ def generate(
         first = load_image(image, size) if image is not None else run.clip(None, 1)[0]
         out = run.clip(loop_reference(run, first, T), T + 1)[: 1 + r * (T - 1)]
     info = {
+        "model": "kinema-shipped" if pipe.path == SHIPPED_MODEL else pipe.path.name if pipe.path else "kinema",
         "task": task,
         "steps": steps,
         "guidance": guidance,

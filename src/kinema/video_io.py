@@ -106,3 +106,23 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
     if not frames:
         raise VideoError(f"{p} has no decodable frames")
     return np.stack(frames), fps
+
+
+def h264_roundtrip(frames: np.ndarray, crf: int, fps: float = 12.0) -> np.ndarray:
+    """Encode (T, H, W, 3) uint8 frames to H.264 in memory and decode them again (benchmarks, training)."""
+    import io
+
+    h, w = frames.shape[1:3]
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
