@@ -858,6 +858,11 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     if np.isfinite(y).sum() < 0.6 * tr.n_present:  # mostly cut by other objects: take what is visible
         not_edge = np.array([b is not None and not b.touches_edge for b in tr.blobs])
         y = np.where(not_edge, tr.position[:, 1], np.nan)
+    clean = y
+    # where an object touches another (a fall beside a resting object), its blob is whole but not "fully
+    # visible": take its position for finding the bounce, and only the clean heights for fitting g
+    beside = np.array([b is not None and not b.touches_edge for b in tr.blobs])
+    y = np.where(np.isfinite(y), y, np.where(beside, tr.position[:, 1], np.nan))
     idx = np.nonzero(np.isfinite(y))[0]
     if len(idx) < 5:
         return False
@@ -885,7 +890,8 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     drop = y[tb] - y0
     if not rise < 0.9 * drop:
         return False  # gains energy: not a bounce (e.g. time reversed)
-    pre = idx[idx < tb]
+    pre = idx[(idx < tb) & np.isfinite(clean[idx])]
+    y = clean
     gaps = np.nonzero(np.diff(pre) > 2)[0]
     pre = pre[: gaps[0] + 1] if len(gaps) else pre  # the first run of frames, no hidden bounce inside
     if len(pre) >= 5:
