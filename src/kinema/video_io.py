@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -61,7 +62,7 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float, crf: int = 18)
     return p
 
 
-def _write_mp4(frames: np.ndarray, path: str, fps: float, crf: int) -> None:
+def _write_mp4(frames: np.ndarray, path: str | BinaryIO, fps: float, crf: int) -> None:
     h, w = frames.shape[1:3]
     if h % 2 or w % 2:
         raise VideoError(f"H.264 needs even sizes, got {w}x{h}")
@@ -112,17 +113,8 @@ def h264_roundtrip(frames: np.ndarray, crf: int, fps: float = 12.0) -> np.ndarra
     """Encode (T, H, W, 3) uint8 frames to H.264 in memory and decode them again (benchmarks, training)."""
     import io
 
-    h, w = frames.shape[1:3]
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    _write_mp4(frames, buf, fps, crf)
     buf.seek(0)
     with av.open(buf) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
