@@ -65,3 +65,20 @@ def test_saved_weights_get_the_usual_file_mode(tmp_path) -> None:
     os.umask(umask)
     for name in ("dit.safetensors", "dit.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_object_weighted_loss_uses_world_masks(shards: tuple[Path, Path], tmp_path: Path, text_encoder) -> None:
+    data, vae_dir = shards
+    kw = dict(preset="debug", batch=4, save_every=2, text_encoder=text_encoder, steps=2)
+    with pytest.raises(ValueError, match="object masks"):
+        train(tmp_path / "none", data, vae_dir, object_weight=4.0, **kw)
+    from kinema.data import LatentShards, prepare_object_masks
+
+    prepare_object_masks(data)
+    shards_ = LatentShards(data)
+    assert shards_.objects is not None and shards_.objects.shape == shards_.latents[:, 0].shape
+    assert 0 < shards_.objects.float().mean() < 1  # objects cover part of the grid, not all of it
+    plain = train(tmp_path / "plain", data, vae_dir, **kw)
+    weighted = train(tmp_path / "weighted", data, vae_dir, object_weight=4.0, **kw)
+    assert plain["losses"][1] != weighted["losses"][1]  # same batch and init, a different weighting
+    (data / "objmask.pt").unlink()  # the module's other tests use the shards without masks

@@ -302,11 +302,17 @@ def prepare_world_cmd(
     vae: Annotated[Path, typer.Option(help="Trained VAE folder (vae.json, vae.safetensors).")],
     out: Annotated[Path, typer.Option(help="Folder for latent shards (resumable).")],
     n: Annotated[int, typer.Option(help="Number of clips.")] = 8000,
+    object_masks: Annotated[
+        bool, typer.Option("--object-masks", help="Also write objmask.pt (for train --object-weight).")
+    ] = False,
 ) -> None:
     """Encode world clips and captions into cached latent shards for DiT training."""
+    from kinema.data import prepare_object_masks
     from kinema.train import prepare_world
 
     prepare_world(out, vae, n)
+    if object_masks:
+        prepare_object_masks(out)
 
 
 @app.command()
@@ -379,6 +385,9 @@ def train(
         int, typer.Option(help="Write a sample video every N steps (a multiple of --save-every; 0: never).")
     ] = 0,
     warmup: Annotated[int, typer.Option(help="Learning-rate warmup steps.")] = 200,
+    object_weight: Annotated[
+        float, typer.Option(help="Extra loss weight on latent cells with objects (needs prepare-world --object-masks).")
+    ] = 0.0,
 ) -> None:
     """Train or fine-tune the diffusion transformer; runs unchanged under `torchrun -m kinema train`."""
     from kinema.dit import DIT_PRESETS
@@ -412,6 +421,7 @@ def train(
         peak_tflops=peak_tflops,
         sample_every=sample_every,
         warmup=warmup,
+        object_weight=object_weight,
     )
 
 
