@@ -131,11 +131,12 @@ def save_train_state(folder: Path, state: dict) -> None:
     atomic_write(Path(folder) / "train_state.pt", lambda p: torch.save(state, p))
 
 
-def load_train_state(folder: Path) -> dict | None:
+def load_train_state(folder: Path, ckpt: Path | None = None) -> dict | None:
     """The newest training state of a run as one plain dict (model, ema, optimizer, rng, step), from its
-    latest DCP checkpoint or else a legacy train_state.pt; None if it has neither. Loads everything into
-    this process: for inspection, tests and conversion, not for resuming a sharded run."""
-    ckpt = latest_checkpoint(folder)
+    latest DCP checkpoint (or the checkpoint folder `ckpt`) or else a legacy train_state.pt; None if it has
+    neither. Loads everything into this process: for inspection, tests and conversion, not for resuming a
+    sharded run."""
+    ckpt = ckpt or latest_checkpoint(folder)
     if ckpt is not None:
         from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 

@@ -359,12 +359,22 @@ def prepare(
 @app.command()
 @friendly_errors
 def train(
-    data: Annotated[Path, typer.Option(help="Prepared latents: from prepare-world, or footage from prepare.")],
     out: Annotated[Path, typer.Option(help="Run folder; a complete model folder (resumes if it holds one).")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prepared latents (from prepare or prepare-world); default: the procedural world, "
+            "rendered and encoded into OUT/world first."
+        ),
+    ] = None,
     vae: Annotated[
         Path | None,
-        typer.Option(help="The VAE the data was encoded with ('shipped' or a folder; default: the data's)."),
+        typer.Option(
+            help="The VAE the data was encoded with ('shipped' or a folder; default: the data's, "
+            "or 'shipped' for the procedural world)."
+        ),
     ] = None,
+    world_clips: Annotated[int, typer.Option(help="Procedural-world clips to prepare when no --data is named.")] = 8000,
     steps: Annotated[int, typer.Option("--steps", "--max-steps", help="Total optimiser steps.")] = 3000,
     preset: Annotated[str, typer.Option(help="DiT preset: debug, small, base, large (ignored with --init).")] = "small",
     batch: Annotated[int, typer.Option(help="Global batch (split evenly over torchrun's ranks).")] = 32,
@@ -395,10 +405,12 @@ def train(
 
     if preset not in DIT_PRESETS:
         raise ValueError(f"unknown DiT preset {preset!r}; choose from {', '.join(DIT_PRESETS)}")
-    if steps < 1 or batch < 1 or save_every < 1 or keep < 1:
-        raise ValueError("steps, batch, save-every and keep must be at least 1")
+    if steps < 1 or batch < 1 or save_every < 1 or keep < 1 or world_clips < 1:
+        raise ValueError("steps, batch, save-every, keep and world-clips must be at least 1")
     if sample_every and sample_every % save_every:
         raise ValueError(f"--sample-every {sample_every} must be a multiple of --save-every {save_every}")
+    if data is None and vae is None:
+        vae = Path("shipped")
     if vae is None:
         meta = data / "meta.json"
         if not meta.is_file():
@@ -422,6 +434,7 @@ def train(
         sample_every=sample_every,
         warmup=warmup,
         object_weight=object_weight,
+        world_clips=world_clips,
     )
 
 

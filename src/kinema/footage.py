@@ -248,7 +248,7 @@ def list_sources(spec: Path) -> tuple[list[Source], Counter]:
     spec = Path(spec)
     skipped: Counter = Counter()
     if spec.is_file():
-        return _read_manifest(spec), skipped
+        return _read_manifest(spec, skipped), skipped
     if not spec.is_dir():
         raise FileNotFoundError(f"no video folder or manifest at {spec}")
     sources = []
@@ -268,7 +268,7 @@ def list_sources(spec: Path) -> tuple[list[Source], Counter]:
     return sources, skipped
 
 
-def _read_manifest(path: Path) -> list[Source]:
+def _read_manifest(path: Path, skipped: Counter) -> list[Source]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with path.open(newline="") as f:
@@ -288,9 +288,13 @@ def _read_manifest(path: Path) -> list[Source]:
         p, caption = row.get("path") or row.get("video"), row.get("caption") or row.get("prompt") or ""
         if not p:
             raise ValueError(f"{path.name} row {i + 1} has no path")
+        caption = " ".join(str(caption).split())
+        if not caption:
+            skipped["no caption"] += 1
+            continue
         start, end = row.get("start"), row.get("end")
         full = Path(p) if Path(p).is_absolute() else path.parent / p
-        sources.append(Source(full, " ".join(str(caption).split()), _seconds(start), _seconds(end)))
+        sources.append(Source(full, caption, _seconds(start), _seconds(end)))
     return sources
 
 

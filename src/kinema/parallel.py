@@ -31,6 +31,7 @@ class Dist:
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     mesh: object | None = None  # a 1-D DeviceMesh when world > 1
+    owns_group: bool = False  # init_distributed created the process group (so close_distributed ends it)
 
     @property
     def main(self) -> bool:
@@ -38,7 +39,8 @@ class Dist:
 
 
 def init_distributed(device: str | None = None) -> Dist:
-    """Join torchrun's process group if WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA); else one rank."""
+    """Join torchrun's process group if WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA); else one rank. A group
+    the caller already initialised is used as it is and left open (several runs in one launch)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     use_cuda = device == "cuda" or (device is None and torch.cuda.is_available())
     if world <= 1:
@@ -49,16 +51,17 @@ def init_distributed(device: str | None = None) -> Dist:
         dev = torch.device("cuda", local)
     else:
         dev = torch.device("cpu")
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
     from torch.distributed.device_mesh import init_device_mesh
 
     mesh = init_device_mesh(dev.type, (world,), mesh_dim_names=("dp",))
-    return Dist(rank, world, local, dev, mesh)
+    return Dist(rank, world, local, dev, mesh, owns)
 
 
 def close_distributed(d: Dist) -> None:
-    if d.world > 1 and dist.is_initialized():
+    if d.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -69,10 +72,10 @@ def parallelize(model: nn.Module, d: Dist, checkpointing: bool = False, mp: str 
     recipe); "fsdp-bf16" gathers parameters in bf16 and reduces gradients in fp32 (FSDP2's
     MixedPrecisionPolicy), which halves the all-gather traffic on GPUs.
     """
-    if checkpointing:
+    if checkpointing:  # recompute each block's activations in backward; state-dict names stay unchanged
         from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 
-        for i, block in enumerate(model.blocks):
+        for i, block in enumerate(model.blocks):  # the DiT has no dropout: no RNG state to replay
             model.blocks[i] = checkpoint_wrapper(block, preserve_rng_state=False)
     if d.world <= 1:
         return model
@@ -85,6 +88,13 @@ def parallelize(model: nn.Module, d: Dist, checkpointing: bool = False, mp: str 
         fully_shard(block, mesh=d.mesh, mp_policy=policy)
     fully_shard(model, mesh=d.mesh, mp_policy=policy)
     return model
+
+
+def param_name(name: str) -> str:
+    """A parameter's name as state dicts spell it: without the activation-checkpoint wrapper's prefix."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import _CHECKPOINT_PREFIX
+
+    return name.replace(_CHECKPOINT_PREFIX, "")
 
 
 def all_mean(x: torch.Tensor, d: Dist) -> torch.Tensor:

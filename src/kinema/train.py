@@ -1,6 +1,8 @@
-"""Train the diffusion transformer on cached latents of the procedural world (single process, CPU).
+"""Train the diffusion transformer on cached latents: the procedural world or prepared footage, on one
+process or under torchrun.
 
-    kinema prepare-world --vae runs/vae --out runs/latents --n 8000
+    kinema train --vae runs/vae --out runs/dit --steps 3000          # no --data: the procedural world
+    kinema prepare-world --vae runs/vae --out runs/latents --n 8000   # (what that does first, in out/world)
     kinema train --data runs/latents --vae runs/vae --out runs/dit --steps 3000
 
 The loop, top to bottom: cached data, model and EMA, AdamW (fp32 master weights) under bf16 autocast,
@@ -18,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -30,7 +33,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from kinema.checkpoint import (
+    CheckpointError,
     atomic_write,
+    disk_full,
     latest_checkpoint,
     load_checkpoint,
     load_train_state,
@@ -46,7 +51,17 @@ from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, world_
 from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
 from kinema.lora import LoRALinear, adapter_state, add_lora, merged_state
-from kinema.parallel import Dist, all_mean, any_rank, barrier, close_distributed, init_distributed, local, parallelize
+from kinema.parallel import (
+    Dist,
+    all_mean,
+    any_rank,
+    barrier,
+    close_distributed,
+    init_distributed,
+    local,
+    parallelize,
+    param_name,
+)
 from kinema.text import TextEncoder
 from kinema.train_vae import lr_at
 from kinema.vae import VAEConfig, VideoVAE
@@ -276,7 +291,7 @@ def detect_peak_tflops(device: torch.device) -> float | None:
 
 def train(
     out: Path,
-    data_dir: Path,
+    data_dir: Path | None,
     vae_dir: Path,
     preset: str = "small",
     steps: int = 3000,
@@ -297,10 +312,13 @@ def train(
     keep: int = 2,
     warmup: int = 200,
     object_weight: float = 0.0,
+    world_clips: int = 8000,
 ) -> dict:
     """Train (or fine-tune) the DiT; under torchrun every rank runs this and FSDP2 shards the model.
     object_weight > 0 weights the loss on latent cells where objects are 1 + object_weight times the rest
-    (the data needs objmask.pt: `kinema prepare-world --object-masks`)."""
+    (the data needs objmask.pt: `kinema prepare-world --object-masks`). data_dir None: rank 0 first renders
+    and encodes `world_clips` clips of the procedural world into out/world (resumable, as
+    `kinema prepare-world`) while the other ranks wait."""
     d = init_distributed()
     try:
         return _train(**{k: v for k, v in locals().items() if k != "d"}, d=d)
@@ -331,6 +349,7 @@ def _train(
     keep: int,
     warmup: int,
     object_weight: float,
+    world_clips: int,
     d: Dist,
 ) -> dict:
     out, vae_dir = Path(out), model_folder(vae_dir)
@@ -345,6 +364,11 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     mix = mix or TaskMix()
     # ---- data -------------------------------------------------------------------------------------------
+    if data_dir is None:
+        data_dir = out / "world"
+        if d.main:
+            prepare_world(data_dir, vae_dir, world_clips, text_encoder=text_encoder)
+        barrier(d)
     sets, null = open_latents(data_dir)
     if null is None:  # world shards written before null.pt existed
         enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
@@ -420,26 +444,26 @@ def _train(
         loss = flow_loss(v, x0, noise, weight=weight)
         if d.world > 1:  # gradients are averaged over ranks: scale each rank's mean to its share of the batch
             loss = loss * (max(1, int((~bt.cond).sum())) / max(1, bt.loss_frames)) * d.world
-        if any_rank(not torch.isfinite(loss).item(), d):
-            skipped += 1
-            monitor.skipped(step, skipped, "non-finite loss")
-            step += 1
-            continue
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = local(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0))
-        if any_rank(not torch.isfinite(gnorm).item(), d):
-            skipped += 1
-            monitor.skipped(step, skipped, "non-finite gradient")
+        # a non-finite loss or gradient on any rank skips the step on every rank (no update, no EMA)
+        why = "non-finite loss" if any_rank(not torch.isfinite(loss).item(), d) else None
+        if why is None:
             opt.zero_grad(set_to_none=True)
-            step += 1
-            continue
-        opt.step()
-        ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
+            loss.backward()
+            gnorm = local(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0))
+            why = "non-finite gradient" if any_rank(not torch.isfinite(gnorm).item(), d) else None
+        if why is None:
+            opt.step()
+            ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
+        else:
+            opt.zero_grad(set_to_none=True)
+            skipped += 1
         step += 1
-        tokens = batch * x0.shape[2] * sets[bt.bucket].tokens // sets[bt.bucket].shards.latents.shape[2]
-        monitor.step(step, all_mean(loss.detach(), d).item(), gnorm.item(), tokens, time.time() - t0)
-        if step % save_every == 0 or step == steps:
+        if why is None:
+            tokens = batch * x0.shape[2] * sets[bt.bucket].tokens // sets[bt.bucket].shards.latents.shape[2]
+            monitor.step(step, all_mean(loss.detach(), d).item(), gnorm.item(), tokens, time.time() - t0)
+        else:
+            monitor.skipped(step, skipped, why)
+        if step % save_every == 0 or step == steps:  # also after a skipped step: the schedule of saves holds
             save_run(out, step, model, ema, opt, cfg, d, keep, lora_base=lora_base)
             if sample_every and step % sample_every == 0 and d.main:
                 monitor.sample(step, text_encoder)
@@ -471,7 +495,7 @@ def resume(out: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.o
         opt.load_state_dict(state["optimizer"])
     else:  # convert: full tensors on every rank, optimiser state re-keyed by parameter name
         full = StateDictOptions(full_state_dict=True)
-        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        names = [param_name(n) for n, p in model.named_parameters() if p.requires_grad]
         osd = state["optimizer"]
         osd = {
             "state": {names[i]: v for i, v in osd["state"].items()},
@@ -499,12 +523,21 @@ def save_run(
     """The run folder stays a complete model (EMA weights in dit.safetensors, merged if LoRA, and the
     adapter alone in lora.safetensors); the full training state goes to a DCP checkpoint."""
     full = get_model_state_dict(ema, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    error = None
     if d.main:
-        if lora_base is not None:
-            rank = int(next(v for k, v in full.items() if k.endswith("lora_a")).shape[0])
-            save_state(out, "lora", adapter_state(full), {"rank": rank}, extra={"base": lora_base, "steps": step})
-            full = merged_state(full)
-        save_state(out, "dit", full, cfg, extra={"steps": step})
+        try:  # each file is renamed into place when written, so a failure keeps the previous one
+            if lora_base is not None:
+                rank = int(next(v for k, v in full.items() if k.endswith("lora_a")).shape[0])
+                save_state(out, "lora", adapter_state(full), {"rank": rank}, extra={"base": lora_base, "steps": step})
+                full = merged_state(full)
+            save_state(out, "dit", full, cfg, extra={"steps": step})
+        except Exception as e:
+            error = e
+    if any_rank(error is not None, d):  # every rank stops, none waits in the checkpoint's barriers
+        last = latest_checkpoint(out)
+        kept = f"the last good checkpoint, {last.name}, is kept" if last else "there is no earlier checkpoint"
+        what = "disk full" if error is not None and disk_full(error) else f"error ({error or 'on rank 0'})"
+        raise CheckpointError(f"{what} while writing the model files in {out} at step {step}; {kept}") from error
     msd, osd = get_state_dict(model, opt)
     state = {"model": msd, "optim": osd, "ema": get_model_state_dict(ema)}
     info = {"step": step, "ranks": d.world}
@@ -539,9 +572,12 @@ class Monitor:
         self.log.flush()
 
     def skipped(self, step: int, total: int, why: str) -> None:
+        """Step `step` (1-based, like `step`'s rows) was skipped: printed, in log.jsonl and in tensorboard."""
         if self.d.main:
             tqdm.write(f"step {step}: {why}, skipped ({total} so far)")
-            self.tb.add_scalar("train/skipped_steps", total, step + 1)
+            self.tb.add_scalar("train/skipped_steps", total, step)
+            self.log.write(json.dumps({"step": step, "skipped": why, "skipped_total": total}) + "\n")
+            self.log.flush()
             self.bar.update(1)
 
     def sample(
@@ -553,7 +589,9 @@ class Monitor:
         video = pipe(prompt, steps=20, seed=0, expand=False)
         (self.out / "samples").mkdir(exist_ok=True)
         video.save(self.out / "samples" / f"step_{step:08d}.mp4")
-        self.tb.add_video("samples", torch.from_numpy(video.frames).permute(0, 3, 1, 2)[None], step, fps=int(video.fps))
+        # a strip of up to 8 frames (tensorboard's add_video would need moviepy); the mp4 is beside it
+        frames = video.frames[:: max(1, len(video.frames) // 8)][:8]  # (n, H, W, 3) uint8
+        self.tb.add_image("samples", np.concatenate(list(frames), axis=1), step, dataformats="HWC")
 
     def close(self) -> None:
         self.bar.close()
