@@ -39,7 +39,7 @@ def test_checkpointing_is_applied_from_outside_and_changes_nothing() -> None:
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
 
     from kinema.dit import DIT_PRESETS, DiT
-    from kinema.parallel import Dist, param_name, parallelize
+    from kinema.parallel import Dist, parallelize, param_name
 
     torch.manual_seed(0)
     plain = DiT(DIT_PRESETS["debug"])
