@@ -123,3 +123,40 @@ def test_prepare_cli_round_trip_skips_broken_files_and_resumes(tmp_path: Path, d
         quiet=True,
     )
     assert again == counts and [p.stat().st_mtime_ns for p in shards] == stamps
+
+
+def test_manifests_csv_jsonl_and_parquet(tmp_path: Path) -> None:
+    make_footage(tmp_path / "videos")
+    rows = [
+        {"path": "videos/wide.mp4", "caption": "a wide clip", "start": "0.5", "end": "1.8"},
+        {"path": str(tmp_path / "videos" / "tall.mp4"), "caption": "a tall clip", "start": "", "end": ""},
+        {"path": "videos/square.mp4", "caption": " "},  # no caption: skipped and counted
+        {"path": "videos/gone.mp4", "caption": "a missing file"},
+    ]
+    (tmp_path / "m.csv").write_text(
+        "path,caption,start,end\n"
+        + "".join(f"{r['path']},{r['caption']},{r.get('start', '')},{r.get('end', '')}\n" for r in rows)
+    )
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("m.csv", "m.jsonl"):
+        sources, skipped = list_sources(tmp_path / name)
+        assert skipped == {"no caption": 1}, name
+        assert [(s.path.name, s.caption, s.start, s.end) for s in sources] == [
+            ("wide.mp4", "a wide clip", 0.5, 1.8),
+            ("tall.mp4", "a tall clip", None, None),
+            ("gone.mp4", "a missing file", None, None),
+        ]
+        assert sources[0].path == tmp_path / "videos" / "wide.mp4"  # relative to the manifest
+        bucket, clips = decode_clips(sources[0], bucket_set("tiny"), 8.0)  # 1.3 s of the 2.1 s file: one clip
+        assert bucket.name == "wide48" and len(clips) == 1
+        with pytest.raises(SkipError, match="missing"):
+            decode_clips(sources[2], bucket_set("tiny"), 8.0)
+    (tmp_path / "m.parquet").write_bytes(b"PAR1")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="needs pyarrow"):
+            list_sources(tmp_path / "m.parquet")
+    (tmp_path / "m.txt").write_text("videos/wide.mp4")
+    with pytest.raises(ValueError, match=r"must be \.csv, \.jsonl or \.parquet"):
+        list_sources(tmp_path / "m.txt")

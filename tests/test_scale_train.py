@@ -123,7 +123,7 @@ def test_interrupted_save_full_disk_and_exact_resume(
     footage: Path, debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kw = dict(preset="debug", batch=2, save_every=2, lr=1e-3, warmup=1)
-    T.train(tmp_path / "a", footage, debug_model, steps=4, **kw)
+    uninterrupted = T.train(tmp_path / "a", footage, debug_model, steps=4, **kw)["losses"]
     # killed between writing step 4 and renaming it: step 2 stays the loadable latest
     real_commit = ck.commit_checkpoint
 
@@ -137,19 +137,26 @@ def test_interrupted_save_full_disk_and_exact_resume(
         T.train(tmp_path / "b", footage, debug_model, steps=4, **kw)
     assert latest_checkpoint(tmp_path / "b").name == "step_00000002"
     assert load_train_state(tmp_path / "b")["step"] == 2
-    # a full disk: one clear error, the last good checkpoint kept
+    # a full disk, in the sharded checkpoint or in the model files: one clear error, the last good ones kept
     import torch.distributed.checkpoint as dcp
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dcp, "save", full)
-    with pytest.raises(CheckpointError, match=r"disk full .* step_00000002, is kept"):
-        T.train(tmp_path / "b", footage, debug_model, steps=4, **kw)
-    assert latest_checkpoint(tmp_path / "b").name == "step_00000002"
     monkeypatch.undo()
-    # resuming from step 2 ends exactly where the uninterrupted run did
-    T.train(tmp_path / "b", footage, debug_model, steps=4, **kw)
+    weights = (tmp_path / "b" / "dit.safetensors").stat().st_ino
+    for module, name in ((ck, "save_file"), (dcp, "save")):
+        monkeypatch.setattr(module, name, full)
+        with pytest.raises(CheckpointError, match=r"disk full .* step_00000002, is kept"):
+            T.train(tmp_path / "b", footage, debug_model, steps=4, **kw)
+        monkeypatch.undo()
+        assert latest_checkpoint(tmp_path / "b").name == "step_00000002"
+        assert not list((tmp_path / "b" / "ckpt").glob("*.tmp")) and not list((tmp_path / "b").glob(".*.tmp"))
+        if name == "save_file":  # the model file was not replaced
+            assert (tmp_path / "b" / "dit.safetensors").stat().st_ino == weights
+    # resuming from step 2 gives the uninterrupted run's losses and ends exactly where it did
+    resumed = T.train(tmp_path / "b", footage, debug_model, steps=4, **kw)["losses"]
+    assert resumed == {s: uninterrupted[s] for s in (3, 4)}
     a, b = load_train_state(tmp_path / "a"), load_train_state(tmp_path / "b")
     assert a["step"] == b["step"] == 4
     for key in ("model", "ema"):
@@ -157,35 +164,87 @@ def test_interrupted_save_full_disk_and_exact_resume(
     assert sorted(p.name for p in (tmp_path / "b" / "ckpt").iterdir()) == ["latest", "step_00000002", "step_00000004"]
 
 
-def test_nan_loss_is_skipped_and_counted(
-    footage: Path, debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_nan_and_inf_losses_are_skipped_counted_and_logged(
+    footage: Path, debug_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     calls = []
     real = T.flow_loss
 
-    def sometimes_nan(*a, **k):
+    def sometimes_bad(*a, **k):
         calls.append(1)
         loss = real(*a, **k)
-        return loss * float("nan") if len(calls) == 2 else loss
+        return loss * {2: float("nan"), 3: float("inf")}.get(len(calls), 1.0)
 
-    monkeypatch.setattr(T, "flow_loss", sometimes_nan)
-    result = T.train(tmp_path / "run", footage, debug_model, preset="debug", steps=3, batch=2, save_every=3)
-    assert result["skipped"] == 1 and result["step"] == 3 and sorted(result["losses"]) == [1, 3]
+    monkeypatch.setattr(T, "flow_loss", sometimes_bad)
+    run = tmp_path / "run"
+    result = T.train(run, footage, debug_model, preset="debug", steps=3, batch=2, save_every=3)
+    assert result["skipped"] == 2 and result["step"] == 3 and sorted(result["losses"]) == [1]
+    rows = [json.loads(line) for line in (run / "log.jsonl").open()]
+    assert [(r["step"], r.get("skipped"), r.get("skipped_total")) for r in rows] == [
+        (1, None, None),
+        (2, "non-finite loss", 1),
+        (3, "non-finite loss", 2),
+    ]
+    assert "step 3: non-finite loss, skipped (2 so far)" in capsys.readouterr().out
+    assert latest_checkpoint(run).name == "step_00000003"  # the last step was skipped, the save was not
 
 
-def test_lora_finetune_then_generate(footage: Path, debug_model: Path, tmp_path: Path, text_encoder) -> None:
-    run = tmp_path / "ft"
-    T.train(run, footage, debug_model, init=debug_model, lora=4, steps=2, batch=2, save_every=2, lr=1e-2, warmup=1)
-    adapter = load_file(run / "lora.safetensors")
-    assert adapter and all(".lora_" in k for k in adapter)
-    assert any(v.abs().sum() > 0 for k, v in adapter.items() if k.endswith("lora_b"))  # it trained
+def test_tensorboard_scalars_mfu_and_sample_videos(
+    footage: Path, debug_model: Path, tmp_path: Path, text_encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setattr(T, "SAMPLE_STEPS", 2)
+
+    run = tmp_path / "run"
+    kw = dict(preset="debug", batch=2, save_every=1, sample_every=2, peak_tflops=1.0, text_encoder=text_encoder)
+    T.train(run, footage, debug_model, steps=2, **kw)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000002.mp4"]
+    events = EventAccumulator(str(run / "tb")).Reload()
+    scalars = ("loss", "grad_norm", "tokens_per_s", "gflops_per_s", "mfu")
+    assert {f"train/{k}" for k in scalars} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/mfu")] == [1, 2]
+    assert 0 < events.Scalars("train/mfu")[0].value < 1  # of 1 TFLOP/s: a CPU's share
+    assert [e.step for e in events.Images("samples")] == [2]
+
+
+def test_finetunes_then_generate_with_model_and_lora(
+    footage: Path, debug_model: Path, tmp_path: Path, text_encoder
+) -> None:
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
     from kinema.pipeline import Pipeline
 
-    merged = Pipeline.from_pretrained(run, text_encoder=text_encoder).dit.state_dict()
-    applied = Pipeline.from_pretrained(lora=run, text_encoder=text_encoder).dit.state_dict()
+    kw = dict(init=debug_model, steps=2, batch=2, save_every=2, lr=1e-2, warmup=1, text_encoder=text_encoder)
+    T.train(tmp_path / "ft", footage, debug_model, lora=4, **kw)
+    T.train(tmp_path / "full", footage, debug_model, **kw)
+    adapter = load_file(tmp_path / "ft" / "lora.safetensors")
+    assert adapter and all(".lora_" in k for k in adapter)
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if k.endswith("lora_b"))  # it trained
+    merged = Pipeline.from_pretrained(tmp_path / "ft", text_encoder=text_encoder).dit.state_dict()
+    applied = Pipeline.from_pretrained(lora=tmp_path / "ft", text_encoder=text_encoder).dit.state_dict()
     assert all(torch.allclose(merged[k], applied[k], atol=1e-6) for k in merged)
-    out = tmp_path / "ft.mp4"
-    cmd = [sys.executable, "-m", "kinema", "generate", "a square moves", "--lora", str(run), "-o", str(out)]
-    r = subprocess.run([*cmd, "--steps", "2", "-q"], capture_output=True, text=True, env=ENV, timeout=600)
-    assert r.returncode == 0, r.stderr
-    assert out.stat().st_size > 0
+    base, full = load_file(debug_model / "dit.safetensors"), load_file(tmp_path / "full" / "dit.safetensors")
+    assert base.keys() == full.keys() and any(not torch.equal(base[k], full[k]) for k in base)  # all weights train
+    for flag, run in (("--lora", "ft"), ("--model", "full")):
+        out = tmp_path / f"{run}.mp4"
+        args = ["generate", "a square moves", flag, str(tmp_path / run), "-o", str(out), "--steps", "2", "-q"]
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert out.stat().st_size > 0
+
+
+def test_train_without_data_uses_the_procedural_world(debug_model: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+
+    run = tmp_path / "world"
+    args = ["train", "--out", str(run), "--vae", str(debug_model), "--preset", "debug", "--world-clips", "4"]
+    r = CliRunner().invoke(app, [*args, "--max-steps", "1", "--batch", "2", "--warmup", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "world" / "meta.json").read_text())["n"] == 4
+    assert torch.load(run / "world" / "shard_0000.pt")["latents"].shape[0] == 4
+    assert json.loads((run / "args.json").read_text())["data"] == str(run / "world")
+    assert latest_checkpoint(run).name == "step_00000001" and (run / "dit.safetensors").is_file()

@@ -69,6 +69,7 @@ from kinema.world import long_caption, short_caption
 
 TEXT_LEN = 128
 DEFAULT_SHAPE = ClipShape(25, 64, 64, 12.0)  # 2 s at 12 fps, 64x64: the shipped model's clip
+SAMPLE_STEPS = 20  # sampler steps of the videos written every --sample-every steps
 
 
 def load_vae(folder: Path) -> VideoVAE:
@@ -586,7 +587,7 @@ class Monitor:
         from kinema.pipeline import Pipeline
 
         pipe = Pipeline.from_pretrained(self.out, text_encoder=text_encoder)
-        video = pipe(prompt, steps=20, seed=0, expand=False)
+        video = pipe(prompt, steps=SAMPLE_STEPS, seed=0, expand=False)
         (self.out / "samples").mkdir(exist_ok=True)
         video.save(self.out / "samples" / f"step_{step:08d}.mp4")
         # a strip of up to 8 frames (tensorboard's add_video would need moviepy); the mp4 is beside it
