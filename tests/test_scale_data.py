@@ -63,12 +63,15 @@ def test_variable_frame_rate_is_sampled_and_held(tmp_path: Path) -> None:
     assert all(abs(a - b) <= 6 for a, b in zip(means, expected, strict=True)), means
 
 
-def test_decode_real_footage_with_audio() -> None:
-    path = MEDIA / "horse_720x480_8fps.mp4"
+@pytest.mark.parametrize("name", ["horse_720x480_8fps.mp4", "person_1280x720_24fps_audio.mp4"])
+def test_decode_real_footage(name: str) -> None:
+    """Real H.264 footage, one file with an audio track (ignored); 8 fps and 24 fps resampled to 8."""
+    path = MEDIA / name
     if not path.is_file():
         pytest.skip(f"sample footage not found at {MEDIA}")
-    bucket, clips = decode_clips(Source(path, "a horse"), bucket_set("tiny"), fps=8.0, max_clips=2)
+    bucket, clips = decode_clips(Source(path, "a clip"), bucket_set("tiny"), fps=8.0, max_clips=2)
     assert bucket.name == "wide48" and len(clips) == 2 and clips[0].shape == (9, 32, 48, 3)
+    assert clips[0].std() > 5  # real pictures, not flat frames
 
 
 def test_broken_sources_raise_skip_with_reason(tmp_path: Path) -> None:

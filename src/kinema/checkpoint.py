@@ -12,6 +12,7 @@ wrote a single `train_state.pt`; it is still read (and converted on the next sav
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -20,6 +21,7 @@ import random
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +198,8 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     barrier()
     try:
-        dcp.save(state, checkpoint_id=str(tmp), no_dist=not torch.distributed.is_initialized())
+        with _single_process_quiet():
+            dcp.save(state, checkpoint_id=str(tmp), no_dist=not torch.distributed.is_initialized())
         torch.save(rank_state, tmp / f"rank_{rank}.pt")
         if rank == 0:
             (tmp / "train.json").write_text(json.dumps(info, indent=2))
@@ -234,13 +237,22 @@ def load_checkpoint(path: Path, state: dict, rank: int) -> tuple[dict, dict | No
     import torch.distributed.checkpoint as dcp
 
     try:
-        dcp.load(state, checkpoint_id=str(path), no_dist=not torch.distributed.is_initialized())
+        with _single_process_quiet():
+            dcp.load(state, checkpoint_id=str(path), no_dist=not torch.distributed.is_initialized())
         info = json.loads((path / "train.json").read_text())
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot resume from {path}: {first}") from None
     own = path / f"rank_{rank}.pt"
     return info, torch.load(own, weights_only=False) if own.is_file() else None
+
+
+@contextlib.contextmanager
+def _single_process_quiet() -> Iterator[None]:
+    """Silence DCP's "torch.distributed is disabled ... single process" warning: one process is the default."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        yield
 
 
 def rng_state() -> dict:
