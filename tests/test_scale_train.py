@@ -242,8 +242,9 @@ def test_train_without_data_uses_the_procedural_world(debug_model: Path, tmp_pat
 
     run = tmp_path / "world"
     args = ["train", "--out", str(run), "--vae", str(debug_model), "--preset", "debug", "--world-clips", "4"]
-    r = CliRunner().invoke(app, [*args, "--max-steps", "1", "--batch", "2", "--warmup", "1"])
+    r = CliRunner().invoke(app, [*args, "--max-steps", "1", "--batch", "2", "--warmup", "1", "--object-weight", "1"])
     assert r.exit_code == 0, r.output
+    assert (run / "world" / "objmask.pt").is_file()  # --object-weight needs where the objects are
     assert json.loads((run / "world" / "meta.json").read_text())["n"] == 4
     assert torch.load(run / "world" / "shard_0000.pt")["latents"].shape[0] == 4
     assert json.loads((run / "args.json").read_text())["data"] == str(run / "world")

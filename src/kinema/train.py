@@ -47,7 +47,7 @@ from kinema.checkpoint import (
     save_state,
     set_rng_state,
 )
-from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, world_batch
+from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, prepare_object_masks, world_batch
 from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
 from kinema.lora import LoRALinear, adapter_state, add_lora, merged_state
@@ -369,6 +369,8 @@ def _train(
         data_dir = out / "world"
         if d.main:
             prepare_world(data_dir, vae_dir, world_clips, text_encoder=text_encoder)
+            if object_weight:
+                prepare_object_masks(data_dir)
         barrier(d)
     sets, null = open_latents(data_dir)
     if null is None:  # world shards written before null.pt existed
