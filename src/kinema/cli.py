@@ -387,6 +387,9 @@ def train(
     checkpointing: Annotated[
         bool, typer.Option("--checkpointing", help="Activation checkpointing per DiT block (less memory).")
     ] = False,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile each DiT block (GPU; the first steps compile).")
+    ] = False,
     peak_tflops: Annotated[
         float | None,
         typer.Option(help="Peak TFLOP/s per device for the MFU estimate (default: detected on known GPUs)."),
@@ -430,6 +433,7 @@ def train(
         save_every=save_every,
         keep=keep,
         checkpointing=checkpointing,
+        compile=compile,
         peak_tflops=peak_tflops,
         sample_every=sample_every,
         warmup=warmup,

@@ -65,8 +65,11 @@ def close_distributed(d: Dist) -> None:
         dist.destroy_process_group()
 
 
-def parallelize(model: nn.Module, d: Dist, checkpointing: bool = False, mp: str = "autocast") -> nn.Module:
-    """Apply activation checkpointing (per block) and FSDP2 (per block, then the root) to a DiT in place.
+def parallelize(
+    model: nn.Module, d: Dist, checkpointing: bool = False, compile: bool = False, mp: str = "autocast"
+) -> nn.Module:
+    """Apply activation checkpointing, torch.compile (each per block) and FSDP2 (per block, then the root) to
+    a DiT in place, in torchtitan's order. State-dict names stay those of the plain model.
 
     mp: "autocast" keeps fp32 parameters and leaves bf16 to the caller's autocast (the single-process
     recipe); "fsdp-bf16" gathers parameters in bf16 and reduces gradients in fp32 (FSDP2's
@@ -77,6 +80,9 @@ def parallelize(model: nn.Module, d: Dist, checkpointing: bool = False, mp: str 
 
         for i, block in enumerate(model.blocks):  # the DiT has no dropout: no RNG state to replay
             model.blocks[i] = checkpoint_wrapper(block, preserve_rng_state=False)
+    if compile:  # per block: every block has the same graph, so one compilation serves all
+        for block in model.blocks:
+            block.compile()  # in place (no `_orig_mod.` in parameter names)
     if d.world <= 1:
         return model
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

@@ -308,6 +308,7 @@ def train(
     init: str | Path | None = None,
     lora: int | None = None,
     checkpointing: bool = False,
+    compile: bool = False,
     peak_tflops: float | None = None,
     sample_every: int = 0,
     keep: int = 2,
@@ -345,6 +346,7 @@ def _train(
     init: str | Path | None,
     lora: int | None,
     checkpointing: bool,
+    compile: bool,
     peak_tflops: float | None,
     sample_every: int,
     keep: int,
@@ -388,7 +390,7 @@ def _train(
         add_lora(model, lora)
     model.to(d.device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    parallelize(model, d, checkpointing=checkpointing)
+    parallelize(model, d, checkpointing=checkpointing, compile=compile)
     parallelize(ema, d)
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.99), weight_decay=0.0
