@@ -161,6 +161,11 @@ def test_interrupted_save_full_disk_and_exact_resume(
     assert a["step"] == b["step"] == 4
     for key in ("model", "ema"):
         assert all(torch.equal(v, b[key][k]) for k, v in a[key].items()), key
+    for name, moments in a["optimizer"]["state"].items():
+        assert all(
+            torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][name][k]))
+            for k, v in moments.items()
+        )
     assert sorted(p.name for p in (tmp_path / "b" / "ckpt").iterdir()) == ["latest", "step_00000002", "step_00000004"]
 
 
