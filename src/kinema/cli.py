@@ -134,6 +134,13 @@ def generate(
     shots: Annotated[
         Path | None, typer.Option(help="YAML/JSON {shots: [{prompt, seconds}, ...]}: hard cuts, one video.")
     ] = None,
+    shot_context: Annotated[
+        str | None,
+        typer.Option(
+            help="With --shots, the frame later shots are conditioned on: first (shot 1's first frame, the "
+            "default), previous (the previous shot's last frame) or none (independent shots)."
+        ),
+    ] = None,
 ) -> None:
     """Generate a video from a text prompt, optionally from an image, a video, keyframes or shots."""
     from tqdm import tqdm
@@ -184,6 +191,7 @@ def generate(
         edit=edit,
         strength=strength,
         shots=shots,
+        shot_context=shot_context,
     )
     for bar in bars:
         bar.close()
