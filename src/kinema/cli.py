@@ -310,11 +310,24 @@ def prepare_world_cmd(
     vae: Annotated[Path, typer.Option(help="Trained VAE folder (vae.json, vae.safetensors).")],
     out: Annotated[Path, typer.Option(help="Folder for latent shards (resumable).")],
     n: Annotated[int, typer.Option(help="Number of clips.")] = 8000,
+    buckets: Annotated[
+        str | None,
+        typer.Option(
+            help="Bucket set (tiny, small, base; see kinema.footage.BUCKET_SETS): clips go round-robin to its "
+            "shapes, one sub-folder each, so training sees several sizes, aspects and lengths. Default: one "
+            "shape, 64x64, 25 frames."
+        ),
+    ] = None,
+    fps: Annotated[float, typer.Option(help="Frame rate of the clips.")] = 12.0,
 ) -> None:
     """Encode world clips and captions into cached latent shards for DiT training."""
-    from kinema.train import prepare_world
+    from kinema.data import ClipShape
+    from kinema.footage import bucket_set
+    from kinema.train import DEFAULT_SHAPE, prepare_world
 
-    prepare_world(out, vae, n)
+    shape = ClipShape(DEFAULT_SHAPE.frames, DEFAULT_SHAPE.width, DEFAULT_SHAPE.height, fps)
+    sizes = bucket_set(buckets) if buckets else None  # checked against the VAE's ratios in prepare_world
+    prepare_world(out, vae, n, shape, buckets=sizes, bucket_set=buckets or "")
 
 
 @app.command()
