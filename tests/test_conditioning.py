@@ -213,6 +213,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, clip: np.ndarray) -> Path:
         (["--keyframe", "{in}/a.png@0.25", "--keyframe", "{in}/b.png@0.4"], "same latent frame"),
         (["--keyframe", "{in}/a.png"], "PATH@SECONDS"),
         (["--shots", "{in}/bad_shots.yaml", "--", ""], "unknown field"),
+        (["--shots", "{in}/shots.json", "--shot-context", "last", "--", ""], "shot context must be one of"),
         (["--image", "{in}/a.png", "--video", "{in}/clip.mp4"], "conflicting inputs image and video"),
         (["--fill", "{in}/clip.mp4"], "fill and missing"),
         (["--fill", "{in}/clip.mp4", "--missing", "5:6"], "after the video ends"),
