@@ -138,8 +138,8 @@ def shot_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], f
     4 s world render of shot 1's scene at frame 25, where there is no cut: the metrics' floor."""
     rows = []
     for context in ("ground truth", "none", "first", "previous"):
-        found, rgb, same_shape, area, bg, jump, placed = ([] for _ in range(7))
-        for i, shots in enumerate(shot_sequences(args.n)):
+        found, rgb, same_shape, area, bg, jump, placed, rgb_all, shape_all, area_all = ([] for _ in range(10))
+        for i, shots in list(enumerate(shot_sequences(args.shot_start + args.n)))[args.shot_start :]:
             if context == "ground truth":
                 f, scene = scene_clip(300 + i, size, fps, 4.0)
                 c, colors = 25, [o.color for o in scene.objects]
@@ -157,14 +157,15 @@ def shot_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], f
                 second = expand_shots([s["prompt"] for s in shots], size[0] / size[1], [2.0, 2.0])[1]
                 scene = world.parse_prompt(second)
                 colors = [o.color for o in scene.objects] if scene is not None else []
-            before, after = object_look(f[c - 4 : c]), object_look(f[c : c + 4])
+            before, after, whole = object_look(f[c - 4 : c]), object_look(f[c : c + 4]), object_look(f[:c])
             for color in colors:
-                a, b = before.get(color), after.get(color)
+                a, b, w = before.get(color), after.get(color), whole.get(color)
                 found.append(a is not None and b is not None)
-                if a is not None and b is not None:
-                    rgb.append(float(np.linalg.norm(a[0] - b[0])))
-                    same_shape.append(a[1] == b[1])
-                    area.append(max(a[2], b[2]) / max(1.0, min(a[2], b[2])))
+                for ref, r_, s_, a_ in ((a, rgb, same_shape, area), (w, rgb_all, shape_all, area_all)):
+                    if ref is not None and b is not None:
+                        r_.append(float(np.linalg.norm(ref[0] - b[0])))
+                        s_.append(ref[1] == b[1])
+                        a_.append(max(ref[2], b[2]) / max(1.0, min(ref[2], b[2])))
             bg.append(float(np.linalg.norm(background(f[c - 4 : c]) - background(f[c : c + 4]))))
             steps = step_change(f)  # steps[j]: frame j -> j + 1; the cut is steps[c - 1]
             jump.append(float(steps[c - 1] / max(1e-3, np.median(np.delete(steps, c - 1)))))
@@ -175,11 +176,14 @@ def shot_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], f
             (f"cut [{context}]: object RGB change (L2, 0-255)", mean(rgb), "same object, last 4 vs first 4 frames"),
             (f"cut [{context}]: same best-fit shape", mean(same_shape), "majority of metrics.fit_shape"),
             (f"cut [{context}]: object area ratio max/min", mean(area), "1 = same size"),
+            (f"cut [{context}]: vs all of shot 1: object RGB change", mean(rgb_all), "first 4 frames after the cut"),
+            (f"cut [{context}]: vs all of shot 1: same best-fit shape", mean(shape_all), ""),
+            (f"cut [{context}]: vs all of shot 1: area ratio max/min", mean(area_all), ""),
             (f"cut [{context}]: background RGB change (L2)", mean(bg), "median colour: the style"),
             (f"cut [{context}]: step at the cut / median step", mean(jump), "the video's other steps"),
             (f"cut [{context}]: largest step at the cut +-1 frame", mean(placed), "the cut is where it should be"),
         ]
-        print_rows(rows[-7:])
+        print_rows(rows[-10:])
     return rows
 
 
@@ -295,6 +299,7 @@ def main() -> None:
     ap.add_argument("--long-seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="folder for the shot videos (.npy)")
+    ap.add_argument("--shot-start", type=int, default=0, help="first shot story (to add stories to --save)")
     ap.add_argument("--load-saved", action="store_true", help="score the shot videos in --save, generate none")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
     args = ap.parse_args()

@@ -141,6 +141,7 @@ def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
     assert len(video.frames) == 9 + 8 and video.info["cuts"] == [0, 9]
     a, b = expand_shots([s["prompt"] for s in shots])
     assert a.startswith("A small red circle") and b.startswith("A small red circle")
+    assert "floor" in a and "floor" in b  # the set (floor, bar) of a falling shot stays after the cut
     assert video.info["shot_context"] == "first"
     b = video.expanded_prompt.split(" | ")[1]  # expanded with the shot's duration
     # a later shot is image-to-video from shot 1's first frame, minus that frame (a reference, not output)
