@@ -137,7 +137,7 @@ def shot_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], f
     between the last 4 frames before the cut and the first 4 after it. The "ground truth" row measures a
     4 s world render of shot 1's scene at frame 25, where there is no cut: the metrics' floor."""
     rows = []
-    for context in ("ground truth", "none", "first", "previous"):
+    for context in args.contexts.split(","):
         found, rgb, same_shape, area, bg, jump, placed, rgb_all, shape_all, area_all = ([] for _ in range(10))
         for i, shots in list(enumerate(shot_sequences(args.shot_start + args.n)))[args.shot_start :]:
             if context == "ground truth":
@@ -300,6 +300,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="folder for the shot videos (.npy)")
     ap.add_argument("--shot-start", type=int, default=0, help="first shot story (to add stories to --save)")
+    ap.add_argument("--contexts", default="ground truth,none,first,previous", help="shot contexts to compare")
     ap.add_argument("--load-saved", action="store_true", help="score the shot videos in --save, generate none")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
     args = ap.parse_args()
