@@ -1,20 +1,25 @@
-"""How well conditioned generation holds its conditions, printed as a table (issue 4).
+"""How well conditioned generation holds its conditions, printed as tables (issue 4).
 
-    python benchmarks/conditioning.py --model runs/dit                 # the trained model, ~30 steps
+    python benchmarks/conditioning.py --steps 20 --only shots --n 3 --save runs/shots   # the shipped model
+    python benchmarks/conditioning.py --steps 20 --only long --long-n 1 --long-seconds 20
+    python benchmarks/conditioning.py --steps 20 --only conditioned --n 2
     mkdir /tmp/debug && python -c "import pathlib, tests.conftest as c; c.make_debug_model(pathlib.Path('/tmp/debug'))"
-    python benchmarks/conditioning.py --model /tmp/debug --steps 2     # the debug model: < 1 min on CPU
+    python benchmarks/conditioning.py --model /tmp/debug --steps 2 --n 1 --long-seconds 6   # debug: ~1 min
 
-Rows, each from world scenes of the test split rendered at the model's size and fps:
-- PSNR (dB) of the conditioned frames against the input: image-to-video frame 0 (the image latent is kept
-  exactly, so this is the VAE's round trip), extension forward (the input frames are copied into the
-  output: inf means bit-exact) and the re-decoded join frames the extension was conditioned on;
-- continuity at each join: mean |pixel jump| from the last given to the first generated frame, divided by
-  the median frame-to-frame change of the generated part (1 = as smooth as the video itself): image-to-
-  video, extension forward and backward, the window joins of a long video, and the wrap of a loop;
-- identity across hard cuts: metrics.score colour and shape of every named object in every shot, and the
-  ratio of its largest to smallest median blob area over the shots (1 = same size);
-- drift over a long video (--long-seconds): metrics.score of the first vs the last window;
-- adherence (metrics.score colour / shape / motion / joint) at 1:1, 16:9, 9:16 and 4:3 sizes.
+Sections (--only), each from world scenes of the test split rendered at the model's size and fps; the
+README's "Conditioning, measured" has the shipped model's numbers:
+- conditioned: PSNR (dB) of the conditioned frames against the input: image-to-video frame 0 (the image
+  latent is kept exactly, so this is the VAE's round trip), extension forward (the input frames are
+  copied into the output: inf means bit-exact) and the re-decoded join frames the extension was
+  conditioned on; continuity at each join: mean |pixel jump| from the last given to the first generated
+  frame, divided by the median frame-to-frame change of the generated part (1 = as smooth as the video
+  itself): image-to-video, extension forward and backward, and the wrap of a loop;
+- shots: identity across a hard cut for each --contexts (generate's shot_context, and a ground-truth floor):
+  colour, best-fit shape and area of every object named in both shots, before vs after the cut, the
+  background colour, and where the largest frame-to-frame step falls (the cut placement);
+- long: drift over a --long-seconds video in 2 s pieces: background, objects, metrics.score colour and
+  shape, world-encoder feature distance to ground truth; the window seams;
+- aspects: adherence (metrics.score colour / shape / motion / joint) at 1:1, 16:9, 9:16 and 4:3 sizes.
 
 Random weights give meaningless quality numbers: on the debug model this checks that the script runs.
 """
