@@ -137,12 +137,13 @@ def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
         {"prompt": "a small red circle falls", "seconds": 1},
         {"prompt": "the red circle moves left", "seconds": 1},
     ]
-    video = debug_pipe(shots=shots, **KW)
+    free = debug_pipe(shots=shots, **KW)
+    assert free.info["shot_context"] == "none"
+    video = debug_pipe(shots=shots, shot_context="first", **KW)
     assert len(video.frames) == 9 + 8 and video.info["cuts"] == [0, 9]
     a, b = expand_shots([s["prompt"] for s in shots])
     assert a.startswith("A small red circle") and b.startswith("A small red circle")
     assert "floor" in a and "floor" in b  # the set (floor, bar) of a falling shot stays after the cut
-    assert video.info["shot_context"] == "first"
     b = video.expanded_prompt.split(" | ")[1]  # expanded with the shot's duration
     # a later shot is image-to-video from shot 1's first frame, minus that frame (a reference, not output)
     second = debug_pipe(b, image=video.frames[0], seconds=1, seed=1, expand=False, **KW).frames
@@ -150,7 +151,6 @@ def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
     prev = debug_pipe(shots=shots, shot_context="previous", **KW)
     second = debug_pipe(b, image=prev.frames[8], seconds=1, seed=1, expand=False, **KW).frames
     assert np.array_equal(prev.frames[:9], video.frames[:9]) and np.array_equal(prev.frames[9:], second[1:])
-    free = debug_pipe(shots=shots, shot_context="none", **KW)
     alone = debug_pipe(b, seconds=1, seed=1, expand=False, **KW).frames
     assert np.array_equal(free.frames[9:], alone[1:]) and not np.array_equal(free.frames[9:], video.frames[9:])
     with pytest.raises(KinemaError, match="shot context must be one of"):

@@ -190,7 +190,7 @@ def check_seconds(seconds: float) -> None:
 
 
 TASKS = ("image", "video", "keyframes", "fill", "edit", "shots")
-SHOT_CONTEXTS = ("first", "previous", "none")  # what a later shot is conditioned on: see _generate_shots
+SHOT_CONTEXTS = ("none", "first", "previous")  # what a later shot is conditioned on: see _generate_shots
 
 
 def check_task(
@@ -387,8 +387,8 @@ def generate(
     new frames lead into it; seconds is the length of the new part, the output holds both), keyframes
     [(image, seconds), ...] (interpolation when first and last), fill + missing (start, end) in seconds
     (regenerate that range, the rest kept), edit + strength (SDEdit: noise the input to t = strength,
-    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts; shot_context "first" (default),
-    "previous" or "none" says which frame of the video so far every later shot is conditioned on, see
+    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts; shot_context "none" (default),
+    "first" or "previous" says which frame of the video so far every later shot is conditioned on, see
     _generate_shots).
     loop (with a prompt or an image) makes the last frame flow into the first. frames=1 gives an image.
     Inputs are scaled to cover `size` and center-cropped, and resampled in time to `fps`. Videos longer
@@ -427,7 +427,7 @@ def generate(
         check_prompts(texts, pipe.text_encoder)
     if shot_list is not None:
         kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, sampler=sampler, progress=progress)
-        return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, shot_context or "first", kw)
+        return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, shot_context or "none", kw)
     started = time.time()
     w, h = size
     r = pipe.vae.cfg.temporal_ratio
@@ -538,13 +538,15 @@ def _generate_shots(
     shot so the whole has 1 + r k frames. Prompts are expanded together (expand.expand_shots) so an object
     named in several shots keeps its hue, shape and size words.
 
-    Words alone do not make the model draw the same object twice, so every later shot is also given a frame
-    of the video so far as a clean reference latent at t = 0 (latent frame 0, as in image-to-video, which the
-    model was trained for; train.TaskMix.first_frame). That frame is the one each later shot drops, so it
-    conditions the shot without being part of the output. context "first": the first frame of shot 1 (a
-    hard cut back to the opening set-up, with its objects and style; the cut is visible when shot k moved
-    anything); "previous": the last frame of the previous shot (a continuity cut: the action changes, the
-    picture does not jump); "none": shots are independent (identity from the prompts only)."""
+    A later shot can also be given a frame of the video so far as a clean reference latent at t = 0
+    (latent frame 0, as in image-to-video, which the model was trained for; train.TaskMix.first_frame).
+    That frame is the one each later shot drops, so it conditions the shot without being part of the
+    output. context "first": the first frame of shot 1 (a hard cut back to the opening set-up, with its
+    objects and style); "previous": the last frame of the previous shot (a continuity cut: the action
+    changes, the picture barely jumps); "none" (the default): independent shots, identity from the prompts.
+    With the shipped model a reference keeps the background closer but not the objects (the model redraws
+    them to the new caption), and "first" made them differ more than "none" (README, "Conditioning,
+    measured"), so it is not the default."""
     total = sum(s.seconds for s in shots)
     if total > MAX_SECONDS:
         raise KinemaError(f"the shots add up to {total:g} s, more than {MAX_SECONDS:g} s")

@@ -218,7 +218,7 @@ class CreateVideo(BaseModel):
     extend: Literal["forward", "backward"] | None = None
     shots: list[ShotIn] | None = Field(None, max_length=16)
     shot_context: Literal["first", "previous", "none"] | None = Field(
-        None, description="With shots: the frame later shots are conditioned on (default first)."
+        None, description="With shots: the frame later shots are conditioned on (default none)."
     )
     loop: bool = False
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
