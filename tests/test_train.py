@@ -96,3 +96,20 @@ def test_world_buckets_prepare_and_train(tmp_path: Path, text_encoder) -> None:
 
     pipe = Pipeline.from_pretrained(tmp_path / "run", text_encoder=text_encoder)
     assert pipe("a red circle", steps=1, size=(48, 32), frames=5, moderate=False).frames.shape == (5, 32, 48, 3)
+
+
+def test_object_weighted_loss_uses_world_masks(shards: tuple[Path, Path], tmp_path: Path, text_encoder) -> None:
+    data, vae_dir = shards
+    kw = dict(preset="debug", batch=4, save_every=2, text_encoder=text_encoder, steps=2)
+    with pytest.raises(ValueError, match="object masks"):
+        train(tmp_path / "none", data, vae_dir, object_weight=4.0, **kw)
+    from kinema.data import LatentShards, prepare_object_masks
+
+    prepare_object_masks(data)
+    shards_ = LatentShards(data)
+    assert shards_.objects is not None and shards_.objects.shape == shards_.latents[:, 0].shape
+    assert 0 < shards_.objects.float().mean() < 1  # objects cover part of the grid, not all of it
+    plain = train(tmp_path / "plain", data, vae_dir, **kw)
+    weighted = train(tmp_path / "weighted", data, vae_dir, object_weight=4.0, **kw)
+    assert plain["losses"][1] != weighted["losses"][1]  # same batch and init, a different weighting
+    (data / "objmask.pt").unlink()  # the module's other tests use the shards without masks

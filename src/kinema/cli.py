@@ -319,15 +319,22 @@ def prepare_world_cmd(
         ),
     ] = None,
     fps: Annotated[float, typer.Option(help="Frame rate of the clips.")] = 12.0,
+    object_masks: Annotated[
+        bool, typer.Option("--object-masks", help="Also write objmask.pt (for train --object-weight).")
+    ] = False,
 ) -> None:
     """Encode world clips and captions into cached latent shards for DiT training."""
-    from kinema.data import ClipShape
+    from kinema.data import ClipShape, prepare_object_masks
     from kinema.footage import bucket_set
     from kinema.train import DEFAULT_SHAPE, prepare_world
 
+    if object_masks and buckets:
+        raise ValueError("--object-masks works with one clip shape only, not with --buckets")
     shape = ClipShape(DEFAULT_SHAPE.frames, DEFAULT_SHAPE.width, DEFAULT_SHAPE.height, fps)
     sizes = bucket_set(buckets) if buckets else None  # checked against the VAE's ratios in prepare_world
     prepare_world(out, vae, n, shape, buckets=sizes, bucket_set=buckets or "")
+    if object_masks:
+        prepare_object_masks(out)
 
 
 @app.command()
@@ -400,6 +407,9 @@ def train(
         int, typer.Option(help="Write a sample video every N steps (a multiple of --save-every; 0: never).")
     ] = 0,
     warmup: Annotated[int, typer.Option(help="Learning-rate warmup steps.")] = 200,
+    object_weight: Annotated[
+        float, typer.Option(help="Extra loss weight on latent cells with objects (needs prepare-world --object-masks).")
+    ] = 0.0,
 ) -> None:
     """Train or fine-tune the diffusion transformer; runs unchanged under `torchrun -m kinema train`."""
     from kinema.dit import DIT_PRESETS
@@ -433,6 +443,7 @@ def train(
         peak_tflops=peak_tflops,
         sample_every=sample_every,
         warmup=warmup,
+        object_weight=object_weight,
     )
 
 

@@ -7,7 +7,7 @@ continues the exact same stream of clips.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,45 @@ def world_batch(indices: list[int], shape: ClipShape, split: str = "train") -> t
     return torch.stack(clips), scenes
 
 
+def object_mask(scene: world.Scene, shape: ClipShape, space: int = 4, time: int = 4) -> Tensor:
+    """Where a scene's objects are visible, on the VAE's latent grid: (T_lat, h, w) bool.
+
+    The scene is rendered at the latent grid's size with and without its objects (rendering is
+    anti-aliased by pixel coverage, so a cell any object covers in part differs); latent frame 0 is pixel
+    frame 0 alone and latent frame k covers frames time*(k-1)+1 .. time*k, as in the causal VAE. The mask
+    is dilated by one latent cell, the reach of the VAE's receptive field."""
+    w, h = shape.width // space, shape.height // space
+    full = world.render(scene, w, h, shape.fps, frames=shape.frames)
+    empty = world.render(replace(scene, objects=[]), w, h, shape.fps, frames=shape.frames)
+    cells = torch.from_numpy((np.abs(full.astype(np.int16) - empty).max(-1) > 2).astype(np.float32))  # (T, h, w)
+    rest = cells[1:].reshape(-1, time, h, w).amax(1)
+    lat = torch.cat([cells[:1], rest])
+    return torch.nn.functional.max_pool2d(lat[:, None], 3, stride=1, padding=1)[:, 0] > 0
+
+
+def prepare_object_masks(folder: Path) -> Path:
+    """Write objmask.pt (N, T_lat, h, w) bool for a folder written by `kinema prepare-world` (world clips
+    0..N-1 of the train split), so training can weight the loss on objects. Skipped if already written."""
+    folder = Path(folder)
+    path = folder / "objmask.pt"
+    if path.is_file():
+        return path
+    meta = json.loads((folder / "meta.json").read_text())
+    shape = ClipShape(**meta["shape"])
+    first = torch.load(sorted(folder.glob("shard_*.pt"))[0], weights_only=True)["latents"]
+    _, _, t, h, _ = first.shape  # the VAE's compression, from the latents it wrote
+    space, time = shape.height // h, (shape.frames - 1) // max(1, t - 1)
+    duration = (shape.frames - 1) / shape.fps
+    masks = []
+    for i in range(meta["n"]):
+        scene = world.sample_scene(i, "train", aspect=shape.width / shape.height, duration=duration)
+        masks.append(object_mask(scene, shape, space, time))
+    tmp = folder / "objmask.pt.tmp"
+    torch.save(torch.stack(masks), tmp)
+    tmp.replace(path)
+    return path
+
+
 class LatentShards:
     """Cached (latent, text embedding, mask) triples written by `kinema prepare-world`, held in memory."""
 
@@ -56,6 +95,10 @@ class LatentShards:
         self.mask_long = torch.cat([p["mask_long"] for p in parts])  # (N, L) bool
         self.text_short = torch.cat([p["text_short"] for p in parts])
         self.mask_short = torch.cat([p["mask_short"] for p in parts])
+        masks = Path(folder) / "objmask.pt"  # optional: where objects are, on the latent grid (N, T, h, w)
+        self.objects = torch.load(masks, weights_only=True) if masks.is_file() else None
+        if self.objects is not None and self.objects.shape != self.latents[:, 0].shape:
+            raise ValueError(f"{masks} has shape {tuple(self.objects.shape)}, the latents {tuple(self.latents.shape)}")
 
     def __len__(self) -> int:
         return len(self.latents)

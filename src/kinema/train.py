@@ -229,6 +229,7 @@ class Batch:
     text: torch.Tensor  # (b, L, D)
     mask: torch.Tensor  # (b, L) bool
     loss_frames: int  # frames carrying loss in the whole batch (all ranks)
+    objects: torch.Tensor | None = None  # (b, 1, T, h, w) float, 1 where objects are (if the data has masks)
 
 
 def draw_batch(
@@ -252,14 +253,16 @@ def draw_batch(
     data = sets[b].shards
     idx = torch.randint(len(data), (batch,), generator=g)
     x0, text, mask = make_batch(data, null, idx, g, p_short, p_drop, rows)
+    objects = None if data.objects is None else data.objects[idx[rows]][:, None].float()
     if torch.rand(1, generator=g).item() < mix.image_steps:
         x0 = x0[:, :, :1]  # latent frame 0 is exactly the encoding of the first frame alone (causal VAE)
+        objects = None if objects is None else objects[:, :, :1]
     shape = (batch, *x0.shape[1:])
     noise = torch.randn(shape, generator=g)[rows]
     cond = sample_task_masks(batch, shape[2], mix, g)  # (B, T) clean reference frames
     shift = shift_for_tokens(sets[b].tokens)
     t = sample_timesteps(batch, shift=shift, generator=g)[:, None].expand(-1, shape[2]).masked_fill(cond, 0.0)
-    return Batch(b, x0, noise, t[rows], cond[rows], text, mask, int((~cond).sum()))
+    return Batch(b, x0, noise, t[rows], cond[rows], text, mask, int((~cond).sum()), objects)
 
 
 def build_dit(preset: str, init: str | Path | None, in_channels: int) -> tuple[DiTConfig, DiT]:
@@ -322,8 +325,11 @@ def train(
     sample_every: int = 0,
     keep: int = 2,
     warmup: int = 200,
+    object_weight: float = 0.0,
 ) -> dict:
-    """Train (or fine-tune) the DiT; under torchrun every rank runs this and FSDP2 shards the model."""
+    """Train (or fine-tune) the DiT; under torchrun every rank runs this and FSDP2 shards the model.
+    object_weight > 0 weights the loss on latent cells where objects are 1 + object_weight times the rest
+    (the data needs objmask.pt: `kinema prepare-world --object-masks`)."""
     d = init_distributed()
     try:
         return _train(**{k: v for k, v in locals().items() if k != "d"}, d=d)
@@ -353,6 +359,7 @@ def _train(
     sample_every: int,
     keep: int,
     warmup: int,
+    object_weight: float,
     d: Dist,
 ) -> dict:
     out, vae_dir = Path(out), model_folder(vae_dir)
@@ -389,6 +396,8 @@ def _train(
         [p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.99), weight_decay=0.0
     )
     step = resume(out, model, ema, opt, d)
+    if object_weight and any(s.shards.objects is None for s in sets):
+        raise ValueError(f"object_weight needs object masks in {data_dir} (run kinema prepare-world --object-masks)")
     main_set = max(sets, key=lambda s: len(s.shards))
     if d.main:
         args = dict(
@@ -406,6 +415,7 @@ def _train(
             **({"init": str(init)} if init else {}),
             **({"lora": lora} if lora else {}),
             **({"ranks": d.world} if d.world > 1 else {}),
+            **({"object_weight": object_weight} if object_weight else {}),
         )
         (out / "args.json").write_text(json.dumps(args, indent=2))
         shape = main_set.shape
@@ -434,6 +444,8 @@ def _train(
         with autocast:
             v = model(add_noise(x0, noise, t), t, text, mask)
         weight = (~bt.cond).float()[:, None, :, None, None].to(d.device)
+        if object_weight and bt.objects is not None:  # the small objects matter more than the background
+            weight = weight * (1 + object_weight * bt.objects.to(d.device))
         loss = flow_loss(v, x0, noise, weight=weight)
         if d.world > 1:  # gradients are averaged over ranks: scale each rank's mean to its share of the batch
             loss = loss * (max(1, int((~bt.cond).sum())) / max(1, bt.loss_frames)) * d.world
