@@ -1,20 +1,25 @@
-"""How well conditioned generation holds its conditions, printed as a table (issue 4).
+"""How well conditioned generation holds its conditions, printed as tables (issue 4).
 
-    python benchmarks/conditioning.py --model runs/dit                 # the trained model, ~30 steps
+    python benchmarks/conditioning.py --steps 20 --only shots --n 3 --save runs/shots   # the shipped model
+    python benchmarks/conditioning.py --steps 20 --only long --long-n 1 --long-seconds 20
+    python benchmarks/conditioning.py --steps 20 --only conditioned --n 2
     mkdir /tmp/debug && python -c "import pathlib, tests.conftest as c; c.make_debug_model(pathlib.Path('/tmp/debug'))"
-    python benchmarks/conditioning.py --model /tmp/debug --steps 2     # the debug model: < 1 min on CPU
+    python benchmarks/conditioning.py --model /tmp/debug --steps 2 --n 1 --long-seconds 6   # debug: ~1 min
 
-Rows, each from world scenes of the test split rendered at the model's size and fps:
-- PSNR (dB) of the conditioned frames against the input: image-to-video frame 0 (the image latent is kept
-  exactly, so this is the VAE's round trip), extension forward (the input frames are copied into the
-  output: inf means bit-exact) and the re-decoded join frames the extension was conditioned on;
-- continuity at each join: mean |pixel jump| from the last given to the first generated frame, divided by
-  the median frame-to-frame change of the generated part (1 = as smooth as the video itself): image-to-
-  video, extension forward and backward, the window joins of a long video, and the wrap of a loop;
-- identity across hard cuts: metrics.score colour and shape of every named object in every shot, and the
-  ratio of its largest to smallest median blob area over the shots (1 = same size);
-- drift over a long video (--long-seconds): metrics.score of the first vs the last window;
-- adherence (metrics.score colour / shape / motion / joint) at 1:1, 16:9, 9:16 and 4:3 sizes.
+Sections (--only), each from world scenes of the test split rendered at the model's size and fps; the
+README's "Conditioning, measured" has the shipped model's numbers:
+- conditioned: PSNR (dB) of the conditioned frames against the input: image-to-video frame 0 (the image
+  latent is kept exactly, so this is the VAE's round trip), extension forward (the input frames are
+  copied into the output: inf means bit-exact) and the re-decoded join frames the extension was
+  conditioned on; continuity at each join: mean |pixel jump| from the last given to the first generated
+  frame, divided by the median frame-to-frame change of the generated part (1 = as smooth as the video
+  itself): image-to-video, extension forward and backward, and the wrap of a loop;
+- shots: identity across a hard cut for each --contexts (generate's shot_context, and a ground-truth floor):
+  colour, best-fit shape and area of every object named in both shots, before vs after the cut, the
+  background colour, and where the largest frame-to-frame step falls (the cut placement);
+- long: drift over a --long-seconds video in 2 s pieces: background, objects, metrics.score colour and
+  shape, world-encoder feature distance to ground truth; the window seams;
+- aspects: adherence (metrics.score colour / shape / motion / joint) at 1:1, 16:9, 9:16 and 4:3 sizes.
 
 Random weights give meaningless quality numbers: on the debug model this checks that the script runs.
 """
@@ -28,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kinema import metrics, world
+from kinema import fvd, metrics, world
 from kinema.data import to_tensor, to_uint8
 from kinema.evaluate import prompt_set
-from kinema.pipeline import Pipeline, window_plan
+from kinema.expand import expand_shots
+from kinema.pipeline import Pipeline, frames_for, window_plan
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,7 +70,7 @@ def scene_clip(seed: int, size: tuple[int, int], fps: float, seconds: float) -> 
 def conditioned_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], fps: float) -> list[tuple]:
     """PSNR and join continuity of image-to-video, extension forward/backward and loops."""
     r = pipe.vae.cfg.temporal_ratio
-    kw = dict(steps=args.steps, guidance=args.guidance, size=size, fps=fps)
+    kw = kw_of(args, size, fps)
     i2v_psnr, fwd_psnr, join_psnr, i2v_jump, fwd_jump, bwd_jump, loop_jump = ([] for _ in range(7))
     for i in range(args.n):
         clip, scene = scene_clip(i, size, fps, 2.0)
@@ -96,72 +102,182 @@ def conditioned_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, 
     ]
 
 
+def object_look(frames: np.ndarray) -> dict[str, tuple[np.ndarray, str, float]]:
+    """Per detected colour track present in at least half the frames: (mean RGB of its pixels, the shape
+    template that fits its blobs best most often (metrics.fit_shape, with no IoU floor: the model's ragged
+    blobs rarely pass the detector's 0.7), median area in pixels)."""
+    out = {}
+    for color, tr in metrics.track(frames).items():
+        if tr.n_present < len(frames) / 2:
+            continue
+        blobs = [(f, b) for f, b in zip(frames, tr.blobs, strict=True) if b is not None]
+        pix = np.concatenate([f[b.slices][b.mask] for f, b in blobs]).astype(np.float64)
+        votes = [metrics.fit_shape(b).shape for _, b in blobs]
+        shape = max(set(votes), key=votes.count)
+        out[color] = (pix.mean(0), shape, float(np.median(tr.area[tr.present])))
+    return out
+
+
+def background(frames: np.ndarray) -> np.ndarray:
+    """The per-channel median colour over the frames: the background (objects are a small part of it)."""
+    return np.median(frames.reshape(-1, 3), axis=0).astype(np.float64)
+
+
+def shot_sequences(n: int) -> list[list[dict]]:
+    """n two-shot stories on test scenes: the scene's own prompt, then a cut to a different action of the
+    same objects (the first moves left, the others stay still)."""
+    seqs = []
+    for i in range(n):
+        scene = world.sample_scene(300 + i, "test")
+        first, *rest = scene.objects
+        second = f"the {first.color} {first.shape} moves to the left"
+        if rest:
+            second += " and " + " and ".join(f"the {o.color} {o.shape} stays still" for o in rest)
+        seqs.append([{"prompt": world.short_caption(scene), "seconds": 2}, {"prompt": second, "seconds": 2}])
+    return seqs
+
+
 def shot_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], fps: float) -> list[tuple]:
-    """Identity of the objects named in several shots, per shot: colour, shape (metrics.score) and size."""
-    shots = [
-        {"prompt": "a small red circle falls and bounces, a large blue square right of the red circle", "seconds": 2},
-        {"prompt": "the red circle moves to the left and the blue square spins", "seconds": 2},
-        {"prompt": "the blue square moves up, the red circle stays still", "seconds": 2},
-    ]
-    video = pipe(shots=shots, steps=args.steps, guidance=args.guidance, size=size, fps=fps, seed=args.seed)
-    cuts = [*video.info["cuts"], len(video.frames)]
-    texts = video.expanded_prompt.split(" | ")
-    colour, shape, areas = [], [], {}
-    for s, text in enumerate(texts):
-        seg = video.frames[cuts[s] : cuts[s + 1]]
-        scene = world.parse_prompt(text, aspect=size[0] / size[1], duration=(len(seg) - 1) / fps)
-        spec = world.scene_spec(scene)
-        spec["facts"] = [f for f in spec["facts"] if f["check"] == "present"]
-        sc = metrics.score(seg, spec, fps)
-        colour.append(float(sc["color"]))
-        shape.append(float(sc["shape"]))
-        tracks = metrics.track(seg)
-        for o in scene.objects:
-            tr = tracks.get(o.color)
-            area = float(np.median(tr.area[tr.present])) if tr is not None and tr.n_present else 0.0
-            areas.setdefault((o.color, o.shape), []).append(area)
-    ratios = [max(a) / min(a) if min(a) > 0 else math.inf for a in areas.values()]
-    return [
-        ("shots: colour found, mean over shots", float(np.mean(colour)), f"{len(texts)} shots, hard cuts"),
-        ("shots: shape right, mean over shots", float(np.mean(shape)), "per named object (metrics.score)"),
-        ("shots: size ratio max/min over shots", float(np.mean(ratios)), "1 = same size in every shot"),
-    ]
+    """Identity across a hard cut, for each shot context: every object named in both shots, compared
+    between the last 4 frames before the cut and the first 4 after it. The "ground truth" row measures a
+    4 s world render of shot 1's scene at frame 25, where there is no cut: the metrics' floor."""
+    rows = []
+    for context in args.contexts.split(","):
+        found, rgb, same_shape, area, bg, jump, placed, rgb_all, shape_all, area_all = ([] for _ in range(10))
+        for i, shots in list(enumerate(shot_sequences(args.shot_start + args.n)))[args.shot_start :]:
+            if context == "ground truth":
+                f, scene = scene_clip(300 + i, size, fps, 4.0)
+                c, colors = 25, [o.color for o in scene.objects]
+            else:
+                saved = args.save / f"shots_{context}_{i}.npy" if args.save else None
+                if args.load_saved and saved is not None:
+                    f = np.load(saved)
+                else:
+                    kw = kw_of(args, size, fps)
+                    f = pipe(shots=shots, shot_context=context, seed=args.seed + 10 * i, **kw).frames
+                if saved is not None and not args.load_saved:
+                    saved.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(saved, f)
+                c = frames_for(shots[0]["seconds"], fps, pipe.vae.cfg.temporal_ratio)
+                second = expand_shots([s["prompt"] for s in shots], size[0] / size[1], [2.0, 2.0])[1]
+                scene = world.parse_prompt(second)
+                colors = [o.color for o in scene.objects] if scene is not None else []
+            before, after, whole = object_look(f[c - 4 : c]), object_look(f[c : c + 4]), object_look(f[:c])
+            for color in colors:
+                a, b, w = before.get(color), after.get(color), whole.get(color)
+                found.append(a is not None and b is not None)
+                for ref, r_, s_, a_ in ((a, rgb, same_shape, area), (w, rgb_all, shape_all, area_all)):
+                    if ref is not None and b is not None:
+                        r_.append(float(np.linalg.norm(ref[0] - b[0])))
+                        s_.append(ref[1] == b[1])
+                        a_.append(max(ref[2], b[2]) / max(1.0, min(ref[2], b[2])))
+            bg.append(float(np.linalg.norm(background(f[c - 4 : c]) - background(f[c : c + 4]))))
+            steps = step_change(f)  # steps[j]: frame j -> j + 1; the cut is steps[c - 1]
+            jump.append(float(steps[c - 1] / max(1e-3, np.median(np.delete(steps, c - 1)))))
+            placed.append(abs(int(np.argmax(steps)) - (c - 1)) <= 1)
+        mean = lambda xs: float(np.mean(xs)) if xs else float("nan")
+        rows += [
+            (f"cut [{context}]: object found on both sides", mean(found), f"{len(found)} objects, {args.n} cuts"),
+            (f"cut [{context}]: object RGB change (L2, 0-255)", mean(rgb), "same object, last 4 vs first 4 frames"),
+            (f"cut [{context}]: same best-fit shape", mean(same_shape), "majority of metrics.fit_shape"),
+            (f"cut [{context}]: object area ratio max/min", mean(area), "1 = same size"),
+            (f"cut [{context}]: vs all of shot 1: object RGB change", mean(rgb_all), "first 4 frames after the cut"),
+            (f"cut [{context}]: vs all of shot 1: same best-fit shape", mean(shape_all), ""),
+            (f"cut [{context}]: vs all of shot 1: area ratio max/min", mean(area_all), ""),
+            (f"cut [{context}]: background RGB change (L2)", mean(bg), "median colour: the style"),
+            (f"cut [{context}]: step at the cut / median step", mean(jump), "the video's other steps"),
+            (f"cut [{context}]: largest step at the cut +-1 frame", mean(placed), "the cut is where it should be"),
+        ]
+        print_rows(rows[-10:])
+    return rows
+
+
+def kw_of(args: argparse.Namespace, size: tuple[int, int], fps: float) -> dict:
+    return dict(steps=args.steps, guidance=args.guidance, size=size, fps=fps, moderate=False)
+
+
+def gt_features(size: tuple[int, int], fps: float, n: int = 64) -> tuple[np.ndarray, float] | None:
+    """Encoder features of n ground-truth 2 s test renders, and their median distance to their mean."""
+    if not fvd.encoder_available():
+        return None
+    enc = fvd.load_encoder()
+    clips = [scene_clip(10_000 + i, size, fps, 2.0)[0] for i in range(n)]
+    feats = fvd.features(enc, clips)
+    return feats, float(np.median(np.linalg.norm(feats - feats.mean(0), axis=1)))
 
 
 def long_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], fps: float) -> list[tuple]:
-    """Drift: score the first and the last window of a long video against the prompt; window seams."""
-    prompt = "a red circle spins and a blue square stays still"
-    t0 = time.time()
-    video = pipe(prompt, seconds=args.long_seconds, steps=args.steps, guidance=args.guidance, size=size, fps=fps)
-    wall = time.time() - t0
-    frames, r = video.frames, pipe.vae.cfg.temporal_ratio
-    n = 1 + r * (pipe.window - 1)
-    scene = world.parse_prompt(video.expanded_prompt, aspect=size[0] / size[1], duration=(n - 1) / fps)
-    spec = world.scene_spec(scene)
-    first = metrics.score(frames[:n], spec, fps)
-    last = metrics.score(frames[-n:], spec, fps)
-    joins, length = [], n
-    for _, m in window_plan(n, (len(frames) - n) // r, pipe.window, max(1, (pipe.window - 1) // 2), r, False):
-        joins.append(length)
-        length += r * m
-    seam = float(np.mean([jump_ratio(frames, j) for j in joins])) if joins else float("nan")
-    return [
-        (f"long {len(frames)} frames: joint, first window", float(first["joint"]), f"{wall:.1f} s wall"),
-        ("long: joint, last window", float(last["joint"]), "drift = first - last"),
-        ("long: colour, first -> last window", f"{first['color']:.2f}->{last['color']:.2f}", "metrics.score"),
-        ("long: shape, first -> last window", f"{first['shape']:.2f}->{last['shape']:.2f}", "metrics.score"),
-        ("long: window seam jump / typical step", seam, f"{len(joins)} seams"),
-    ]
+    """Drift over a long video: n test prompts, each generated for --long-seconds in overlapping windows,
+    cut into 2 s pieces; each piece against the first piece (background and object colour, object count)
+    and against the prompt (metrics.score colour and shape of the named objects) and the ground-truth
+    distribution (distance of its world-encoder feature to the mean feature of 64 ground-truth test clips,
+    in units of the ground-truth clips' own median distance: 1 = a typical real clip)."""
+    r, piece = pipe.vae.cfg.temporal_ratio, round(2 * fps)
+    ref = gt_features(size, fps)
+    enc = fvd.load_encoder() if ref is not None else None
+    per: dict[int, dict[str, list]] = {}
+    walls, seams = [], []
+    for it in prompt_set("test", args.long_n, start=500, duration=2.0):
+        t0 = time.time()
+        video = pipe(it["prompt"], seconds=args.long_seconds, seed=args.seed, **kw_of(args, size, fps))
+        walls.append(time.time() - t0)
+        frames = video.frames
+        n = 1 + r * (pipe.window - 1)
+        length = n
+        for _, m in window_plan(n, (len(frames) - n) // r, pipe.window, max(1, (pipe.window - 1) // 2), r, False):
+            seams.append(jump_ratio(frames, length))
+            length += r * m
+        spec = dict(it["spec"], facts=[f for f in it["spec"]["facts"] if f["check"] == "present"])
+        first_bg, first_look = None, None
+        for k in range((len(frames) - 1) // piece):
+            seg = frames[k * piece : (k + 1) * piece + 1]
+            look, bg = object_look(seg), background(seg)
+            if k == 0:
+                first_bg, first_look = bg, look
+            shared = [c for c in look if c in first_look]
+            sc = metrics.score(seg, spec, fps)
+            row = per.setdefault(k, {key: [] for key in ("bg", "obj", "count", "colour", "shape", "feat")})
+            row["bg"].append(float(np.linalg.norm(bg - first_bg)))
+            row["obj"] += [float(np.linalg.norm(look[c][0] - first_look[c][0])) for c in shared]
+            row["count"].append(len(look))
+            row["colour"].append(float(sc["color"]))
+            row["shape"].append(float(sc["shape"]))
+            if ref is not None:
+                f = fvd.features(enc, [seg])[0]
+                row["feat"].append(float(np.linalg.norm(f - ref[0].mean(0))) / ref[1])
+    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")
+    print(f"drift: {args.long_n} prompts x {args.long_seconds:g} s, {mean(walls):.0f} s wall each, "
+          f"{len(seams)} window seams, seam jump / typical step {mean(seams):.2f}")  # fmt: skip
+    print(f"{'seconds':>9} {'bg shift':>8} {'obj RGB':>8} {'objects':>7} {'colour':>6} {'shape':>6} {'feat/GT':>7}")
+    for k, row in per.items():
+        cells = [mean(row[key]) for key in ("bg", "obj", "count", "colour", "shape", "feat")]
+        widths = (8, 8, 7, 6, 6, 7)
+        print(f"{2 * k:>4}-{2 * k + 2:<4} " + " ".join(f"{c:>{w}.2f}" for c, w in zip(cells, widths, strict=True)))
+    blocks = max(1, min(5, len(per) // 2))  # 10 s of 2 s pieces
+    head, tail = list(per.values())[:blocks], list(per.values())[-blocks:]
+    rows = [("long: window seam jump / typical step", mean(seams), f"{len(seams)} seams; 1 = as smooth as inside")]
+    names = {
+        "bg": "background shift vs first 2 s",
+        "obj": "object RGB shift vs first 2 s",
+        "count": "objects detected",
+        "colour": "colour right (metrics.score)",
+        "shape": "shape right (metrics.score)",
+        "feat": "feature distance to GT (GT = 1)",
+    }
+    for key, name in names.items():
+        a, b = mean([v for row in head for v in row[key]]), mean([v for row in tail for v in row[key]])
+        rows.append((f"long: {name}", f"{a:.2f}->{b:.2f}", f"first {2 * blocks} s -> last {2 * blocks} s"))
+    return rows
 
 
 def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tuple]:
     """Text-to-video adherence at four aspect ratios (same prompts)."""
     rows = []
     for size in ((64, 64), (112, 64), (64, 112), (64, 48)):
-        items = prompt_set("test", args.n, duration=2.0)
+        items = prompt_set("test", args.n, aspect=size[0] / size[1], duration=2.0)
         res = []
         for it in items:
-            v = pipe(it["prompt"], seconds=2.0, size=size, fps=fps, steps=args.steps, guidance=args.guidance)
+            v = pipe(it["prompt"], seconds=2.0, seed=args.seed, **kw_of(args, size, fps))
             res.append(metrics.score(v.frames, it["spec"], fps))
         s = metrics.summarize(res)
         cells = " ".join(f"{k}={s.get(k, float('nan')):.2f}" for k in ("color", "shape", "motion", "joint"))
@@ -169,27 +285,47 @@ def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tu
     return rows
 
 
+def print_rows(rows: list[tuple]) -> None:
+    for name, value, note in rows:
+        cell = f"{value:8.2f}" if isinstance(value, float) else f"{value!s:>8}"
+        print(f"{name:<50} {cell}  {note}", flush=True)
+
+
+SECTIONS = ("conditioned", "shots", "long", "aspects")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--guidance", type=float, default=5.0)
-    ap.add_argument("--n", type=int, default=4, help="scenes per row")
+    ap.add_argument("--n", type=int, default=4, help="scenes per row (shot stories: cuts per context)")
+    ap.add_argument("--long-n", type=int, default=2, help="prompts of the drift measurement")
     ap.add_argument("--long-seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", type=Path, default=None, help="folder for the shot videos (.npy)")
+    ap.add_argument("--shot-start", type=int, default=0, help="first shot story (to add stories to --save)")
+    ap.add_argument("--contexts", default="ground truth,none,first,previous", help="shot contexts to compare")
+    ap.add_argument("--load-saved", action="store_true", help="score the shot videos in --save, generate none")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
     args = ap.parse_args()
     pipe = Pipeline.from_pretrained(args.model)
     size, fps = (pipe.meta["width"], pipe.meta["height"]), float(pipe.meta["fps"])
     t0 = time.time()
-    rows = conditioned_rows(pipe, args, size, fps)
-    rows += shot_rows(pipe, args, size, fps)
-    rows += long_rows(pipe, args, size, fps)
-    rows += aspect_rows(pipe, args, fps)
     print(f"model {args.model or 'shipped'}, {size[0]}x{size[1]} at {fps:g} fps, {args.steps} steps, n={args.n}")
-    print(f"{'metric':<46} {'value':>8}  note")
-    for name, value, note in rows:
-        cell = f"{value:8.2f}" if isinstance(value, float) else f"{value!s:>8}"
-        print(f"{name:<46} {cell}  {note}")
+    print(f"{'metric':<50} {'value':>8}  note", flush=True)
+    sections = {
+        "conditioned": lambda: conditioned_rows(pipe, args, size, fps),
+        "shots": lambda: shot_rows(pipe, args, size, fps),
+        "long": lambda: long_rows(pipe, args, size, fps),
+        "aspects": lambda: aspect_rows(pipe, args, fps),
+    }
+    for name in args.only.split(","):
+        t = time.time()
+        rows = sections[name]()
+        if name != "shots":  # shot_rows prints as it goes
+            print_rows(rows)
+        print(f"[{name}: {time.time() - t:.0f} s]", flush=True)
     print(f"total {time.time() - t0:.0f} s")
 
 

@@ -137,10 +137,26 @@ def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
         {"prompt": "a small red circle falls", "seconds": 1},
         {"prompt": "the red circle moves left", "seconds": 1},
     ]
-    video = debug_pipe(shots=shots, **KW)
+    free = debug_pipe(shots=shots, **KW)
+    assert free.info["shot_context"] == "none"
+    video = debug_pipe(shots=shots, shot_context="first", **KW)
     assert len(video.frames) == 9 + 8 and video.info["cuts"] == [0, 9]
     a, b = expand_shots([s["prompt"] for s in shots])
     assert a.startswith("A small red circle") and b.startswith("A small red circle")
+    assert "floor" in a and "floor" in b  # the set (floor, bar) of a falling shot stays after the cut
+    b = video.expanded_prompt.split(" | ")[1]  # expanded with the shot's duration
+    # a later shot is image-to-video from shot 1's first frame, minus that frame (a reference, not output)
+    second = debug_pipe(b, image=video.frames[0], seconds=1, seed=1, expand=False, **KW).frames
+    assert np.array_equal(video.frames[9:], second[1:])
+    prev = debug_pipe(shots=shots, shot_context="previous", **KW)
+    second = debug_pipe(b, image=prev.frames[8], seconds=1, seed=1, expand=False, **KW).frames
+    assert np.array_equal(prev.frames[:9], video.frames[:9]) and np.array_equal(prev.frames[9:], second[1:])
+    alone = debug_pipe(b, seconds=1, seed=1, expand=False, **KW).frames
+    assert np.array_equal(free.frames[9:], alone[1:]) and not np.array_equal(free.frames[9:], video.frames[9:])
+    with pytest.raises(KinemaError, match="shot context must be one of"):
+        debug_pipe(shots=shots, shot_context="last", **KW)
+    with pytest.raises(KinemaError, match="applies to shots only"):
+        debug_pipe("a red circle", shot_context="first", **KW)
 
 
 def test_sixty_seconds_in_bounded_windows(debug_pipe: Pipeline) -> None:
@@ -198,6 +214,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, clip: np.ndarray) -> Path:
         (["--keyframe", "{in}/a.png@0.25", "--keyframe", "{in}/b.png@0.4"], "same latent frame"),
         (["--keyframe", "{in}/a.png"], "PATH@SECONDS"),
         (["--shots", "{in}/bad_shots.yaml", "--", ""], "unknown field"),
+        (["--shots", "{in}/shots.json", "--shot-context", "last", "--", ""], "shot context must be one of"),
         (["--image", "{in}/a.png", "--video", "{in}/clip.mp4"], "conflicting inputs image and video"),
         (["--fill", "{in}/clip.mp4"], "fill and missing"),
         (["--fill", "{in}/clip.mp4", "--missing", "5:6"], "after the video ends"),

@@ -281,6 +281,8 @@ def test_error_shapes_and_codes(tmp_path, debug_model):
         shots = [{"prompt": "a red circle", "seconds": 1}, {"prompt": "a blue square", "seconds": 1}]
         assert_error(post({"prompt": PROMPT, "shots": shots}), 400, "conflicting_inputs", "prompt")
         assert post({"shots": shots}).status_code == 200
+        assert post({"shots": shots, "shot_context": "previous"}).status_code == 200
+        assert_error(post({"prompt": PROMPT, "shot_context": "first"}), 400, "invalid_shot_context", "shot_context")
         bad = client.post("/v1/videos", content=b"{nope", headers={"content-type": "application/json"})
         assert_error(bad, 400, "invalid_json")
         assert_error(client.get("/v1/nothing"), 404, "not_found")

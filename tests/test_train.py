@@ -67,6 +67,37 @@ def test_saved_weights_get_the_usual_file_mode(tmp_path) -> None:
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_world_buckets_prepare_and_train(tmp_path: Path, text_encoder) -> None:
+    """prepare-world with two buckets writes footage's layout; training draws batches of both shapes."""
+    import json
+
+    from kinema.data import open_latents
+    from kinema.footage import Bucket
+    from kinema.train import TaskMix, draw_batch
+
+    vae_dir = make_debug_model(tmp_path / "vae")
+    data = tmp_path / "world"
+    buckets = (Bucket("sq32", 32, 32, 9), Bucket("wide48", 48, 32, 5))
+    shape = ClipShape(9, 32, 32, 8.0)
+    prepare_world(data, vae_dir, 7, shape, shard_size=2, batch=2, text_encoder=text_encoder, buckets=buckets)
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["kind"] == "world" and set(meta["buckets"]) == {"sq32", "wide48"}
+    sets, null = open_latents(data)
+    assert null is not None
+    assert [(s.name, len(s.shards), tuple(s.shards.latents.shape[2:])) for s in sets] == [
+        ("sq32", 4, (3, 4, 4)),
+        ("wide48", 3, (2, 4, 6)),
+    ]
+    result = train(tmp_path / "run", data, vae_dir, preset="debug", steps=6, batch=2, save_every=6, warmup=1,
+                   text_encoder=text_encoder)  # fmt: skip
+    assert result["step"] == 6 and all(torch.isfinite(torch.tensor(list(result["losses"].values()))))
+    assert {draw_batch(sets, null, step, 0, 2, TaskMix(), 0.1, 0.1).bucket for step in range(6)} == {0, 1}
+    from kinema import Pipeline
+
+    pipe = Pipeline.from_pretrained(tmp_path / "run", text_encoder=text_encoder)
+    assert pipe("a red circle", steps=1, size=(48, 32), frames=5, moderate=False).frames.shape == (5, 32, 48, 3)
+
+
 def test_object_weighted_loss_uses_world_masks(shards: tuple[Path, Path], tmp_path: Path, text_encoder) -> None:
     data, vae_dir = shards
     kw = dict(preset="debug", batch=4, save_every=2, text_encoder=text_encoder, steps=2)

@@ -84,3 +84,11 @@ def test_falling_shapes_come_to_rest_on_the_floor(shape: str, angle: float) -> N
     red = (last[..., 0] > 150) & (last[..., 1] < 100)
     lowest = np.nonzero(red.any(1))[0].max() + 0.5  # pixel centre
     assert abs(lowest - world.FLOOR_Y * 128) < 1.5
+
+
+def test_portrait_scenes_sample_and_render() -> None:
+    """9:16 frames (aspect 0.5625) are narrower than the occluder margins of square ones."""
+    for seed in range(40):
+        scene = world.sample_scene(seed, "test", aspect=9 / 16)
+        assert all(0 < x < scene.aspect for x in scene.occluders)
+    assert world.render(scene, 36, 64, 12).shape == (25, 64, 36, 3)

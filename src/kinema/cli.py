@@ -134,6 +134,13 @@ def generate(
     shots: Annotated[
         Path | None, typer.Option(help="YAML/JSON {shots: [{prompt, seconds}, ...]}: hard cuts, one video.")
     ] = None,
+    shot_context: Annotated[
+        str | None,
+        typer.Option(
+            help="With --shots, the frame later shots are conditioned on: none (independent shots, the "
+            "default), first (shot 1's first frame) or previous (the previous shot's last frame)."
+        ),
+    ] = None,
 ) -> None:
     """Generate a video from a text prompt, optionally from an image, a video, keyframes or shots."""
     from tqdm import tqdm
@@ -184,6 +191,7 @@ def generate(
         edit=edit,
         strength=strength,
         shots=shots,
+        shot_context=shot_context,
     )
     for bar in bars:
         bar.close()
@@ -302,15 +310,29 @@ def prepare_world_cmd(
     vae: Annotated[Path, typer.Option(help="Trained VAE folder (vae.json, vae.safetensors).")],
     out: Annotated[Path, typer.Option(help="Folder for latent shards (resumable).")],
     n: Annotated[int, typer.Option(help="Number of clips.")] = 8000,
+    buckets: Annotated[
+        str | None,
+        typer.Option(
+            help="Bucket set (tiny, small, base; see kinema.footage.BUCKET_SETS): clips go round-robin to its "
+            "shapes, one sub-folder each, so training sees several sizes, aspects and lengths. Default: one "
+            "shape, 64x64, 25 frames."
+        ),
+    ] = None,
+    fps: Annotated[float, typer.Option(help="Frame rate of the clips.")] = 12.0,
     object_masks: Annotated[
         bool, typer.Option("--object-masks", help="Also write objmask.pt (for train --object-weight).")
     ] = False,
 ) -> None:
     """Encode world clips and captions into cached latent shards for DiT training."""
-    from kinema.data import prepare_object_masks
-    from kinema.train import prepare_world
+    from kinema.data import ClipShape, prepare_object_masks
+    from kinema.footage import bucket_set
+    from kinema.train import DEFAULT_SHAPE, prepare_world
 
-    prepare_world(out, vae, n)
+    if object_masks and buckets:
+        raise ValueError("--object-masks works with one clip shape only, not with --buckets")
+    shape = ClipShape(DEFAULT_SHAPE.frames, DEFAULT_SHAPE.width, DEFAULT_SHAPE.height, fps)
+    sizes = bucket_set(buckets) if buckets else None  # checked against the VAE's ratios in prepare_world
+    prepare_world(out, vae, n, shape, buckets=sizes, bucket_set=buckets or "")
     if object_masks:
         prepare_object_masks(out)
 

@@ -117,14 +117,14 @@ class LatentSet:
 def open_latents(folder: Path) -> tuple[list[LatentSet], tuple[Tensor, Tensor] | None]:
     """The latent sets of a prepared folder and its empty-prompt embedding (None if not stored).
 
-    Two layouts: the world's (`prepare-world`: shard_*.pt and meta.json with one clip shape) and
-    footage's (`prepare`: meta.json with kind "footage" and one sub-folder of shards per bucket)."""
+    Two layouts: one clip shape (`prepare-world`: shard_*.pt and meta.json with "shape") and buckets
+    (`prepare`, or `prepare-world --buckets`: meta.json with "buckets" and one sub-folder of shards each)."""
     folder = Path(folder)
     meta_file = folder / "meta.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"no prepared data at {folder} (meta.json missing; run kinema prepare)")
     meta = json.loads(meta_file.read_text())
-    if meta.get("kind") == "footage":
+    if "buckets" in meta:
         sets = [
             LatentSet(name, LatentShards(folder / name), ClipShape(b["frames"], b["width"], b["height"], meta["fps"]))
             for name, b in meta["buckets"].items()

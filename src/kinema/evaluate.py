@@ -174,12 +174,14 @@ def range_scene(name: str, seed: int) -> world.Scene:
     return scene
 
 
-def prompt_set(name: str, n: int, start: int = 0) -> list[Item]:
+def prompt_set(name: str, n: int, start: int = 0, aspect: float = 1.0, duration: float = 2.0) -> list[Item]:
     """n items of a named set: "test" (in-distribution, unseen seeds), "holdout" (compositional hold-outs),
     "mirror" (mirrored left/right pairs), "probe-KIND" (world.probe_scene), "probes" (all kinds in turn),
-    or one of RANGE_SETS (`range_scene`: speeds, counts and drop heights outside the trained ranges)."""
+    or one of RANGE_SETS (`range_scene`: speeds, counts and drop heights outside the trained ranges).
+    aspect (width / height) and duration (seconds) shape the scenes of "test" and "holdout" only."""
     if name in ("test", "holdout"):
-        return [_item(world.sample_scene(s, name), name) for s in range(start, start + n)]
+        scenes = (world.sample_scene(s, name, aspect=aspect, duration=duration) for s in range(start, start + n))
+        return [_item(sc, name) for sc in scenes]
     if name in RANGE_SETS:
         return [_item(range_scene(name, s), name) for s in range(start, start + n)]
     if name == "mirror":

@@ -27,8 +27,11 @@ def expand_shots(prompts: list[str], aspect: float = 1.0, durations: list[float]
 
     Hue and shape are in every mention ("the red circle"); size is not, so a size word given once
     ("a small red circle") is remembered and applied to the same (colour, shape) in every later shot that
-    names it without one. A later explicit size word wins (the user's words are followed)."""
+    names it without one. A later explicit size word wins (the user's words are followed). The set is
+    style too: a floor or a bar that an earlier shot has stays in every later shot (without it, a shot
+    whose prompt names only the objects is captioned, and drawn, on an empty background)."""
     sizes: dict[tuple[str, str], str] = {}
+    floor, bars = False, []
     out = []
     for i, prompt in enumerate(prompts):
         duration = durations[i] if durations else 2.0
@@ -37,5 +40,7 @@ def expand_shots(prompts: list[str], aspect: float = 1.0, durations: list[float]
             out.append(prompt)
             continue
         sizes.update({(o.color, o.shape): o.size for o in scene.objects})
+        scene.floor = floor = scene.floor or floor
+        scene.occluders = bars = scene.occluders or bars
         out.append(world.long_caption(scene))
     return out

@@ -190,6 +190,7 @@ def check_seconds(seconds: float) -> None:
 
 
 TASKS = ("image", "video", "keyframes", "fill", "edit", "shots")
+SHOT_CONTEXTS = ("none", "first", "previous")  # what a later shot is conditioned on: see _generate_shots
 
 
 def check_task(
@@ -202,6 +203,7 @@ def check_task(
     extend: str,
     missing: tuple[float, float] | None,
     strength: float | None,
+    shot_context: str | None = None,
 ) -> str:
     """The task a request asks for ("text", "loop" or one of TASKS), or a one-line KinemaError for a
     conflicting or incomplete combination. inputs maps each name of TASKS to its argument."""
@@ -227,6 +229,10 @@ def check_task(
         raise KinemaError("strength applies to edit only")
     if strength is not None and not (0 < strength <= 1):
         raise KinemaError(f"strength must be in (0, 1], got {strength:g}")
+    if shot_context is not None and task != "shots":
+        raise KinemaError("shot context applies to shots only")
+    if shot_context is not None and shot_context not in SHOT_CONTEXTS:
+        raise KinemaError(f"shot context must be one of {', '.join(SHOT_CONTEXTS)}, got {shot_context!r}")
     if task == "shots" and prompt.strip():
         raise KinemaError("give a prompt or shots, not both (each shot has its prompt)")
     if task != "shots" and (not isinstance(prompt, str) or not prompt.strip()):
@@ -371,6 +377,7 @@ def generate(
     edit: VideoInput | None = None,
     strength: float | None = None,
     shots: str | Path | list | None = None,
+    shot_context: str | None = None,
     moderate: bool = True,
 ) -> Video:
     """Sample a video for a prompt. Deterministic given (model, prompt, inputs, options, seed).
@@ -380,7 +387,9 @@ def generate(
     new frames lead into it; seconds is the length of the new part, the output holds both), keyframes
     [(image, seconds), ...] (interpolation when first and last), fill + missing (start, end) in seconds
     (regenerate that range, the rest kept), edit + strength (SDEdit: noise the input to t = strength,
-    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts, objects keep their size word).
+    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts; shot_context "none" (default),
+    "first" or "previous" says which frame of the video so far every later shot is conditioned on, see
+    _generate_shots).
     loop (with a prompt or an image) makes the last frame flow into the first. frames=1 gives an image.
     Inputs are scaled to cover `size` and center-cropped, and resampled in time to `fps`. Videos longer
     than the trained window are generated window by window with forward extension; keyframe, fill, edit
@@ -404,7 +413,7 @@ def generate(
     check_options(pipe, size, fps, steps, guidance, sampler)
     task = check_task(
         inputs, prompt=prompt, loop=loop, frames=frames, seconds=seconds, extend=extend, missing=missing,
-        strength=strength,
+        strength=strength, shot_context=shot_context,
     )  # fmt: skip
     if seconds is not None:
         check_seconds(seconds)
@@ -418,7 +427,7 @@ def generate(
         check_prompts(texts, pipe.text_encoder)
     if shot_list is not None:
         kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, sampler=sampler, progress=progress)
-        return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, kw)
+        return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, shot_context or "none", kw)
     started = time.time()
     w, h = size
     r = pipe.vae.cfg.temporal_ratio
@@ -523,11 +532,21 @@ def _progress_counter(progress: Callable[[int, int], None] | None) -> Callable[[
 
 
 def _generate_shots(
-    pipe: Pipeline, shots: list[Shot], seed: int, expand: bool, negative_prompt: str, kw: dict
+    pipe: Pipeline, shots: list[Shot], seed: int, expand: bool, negative_prompt: str, context: str, kw: dict
 ) -> Video:
     """Hard cuts: each shot is its own clip (seed + shot index), its first frame dropped after the first
     shot so the whole has 1 + r k frames. Prompts are expanded together (expand.expand_shots) so an object
-    named in several shots keeps its hue, shape and size; the world's style is the same in every shot."""
+    named in several shots keeps its hue, shape and size words.
+
+    A later shot can also be given a frame of the video so far as a clean reference latent at t = 0
+    (latent frame 0, as in image-to-video, which the model was trained for; train.TaskMix.first_frame).
+    That frame is the one each later shot drops, so it conditions the shot without being part of the
+    output. context "first": the first frame of shot 1 (a hard cut back to the opening set-up, with its
+    objects and style); "previous": the last frame of the previous shot (a continuity cut: the action
+    changes, the picture barely jumps); "none" (the default): independent shots, identity from the prompts.
+    With the shipped model a reference keeps the background closer but not the objects (the model redraws
+    them to the new caption), and "first" made them differ more than "none" (README, "Conditioning,
+    measured"), so it is not the default."""
     total = sum(s.seconds for s in shots)
     if total > MAX_SECONDS:
         raise KinemaError(f"the shots add up to {total:g} s, more than {MAX_SECONDS:g} s")
@@ -536,8 +555,13 @@ def _generate_shots(
     if expand:
         texts = expand_shots(texts, aspect=w / h, durations=[s.seconds for s in shots])
     started = time.time()
-    parts, cuts = [], []
+    parts, cuts, windows = [], [], 0
     for i, (shot, text) in enumerate(zip(shots, texts, strict=True)):
+        ref = None
+        if i > 0 and context == "first":
+            ref = parts[0][0]
+        elif i > 0 and context == "previous":
+            ref = parts[-1][-1]
         # moderate=False: the shots' own prompts were checked before expansion
         v = generate(
             pipe,
@@ -546,12 +570,14 @@ def _generate_shots(
             seed=seed + i,
             expand=False,
             negative_prompt=negative_prompt,
+            image=ref,
             moderate=False,
             **kw,
         )
         cuts.append(sum(len(p) for p in parts))
         parts.append(v.frames if i == 0 else v.frames[1:])
+        windows += v.info["windows"]
     out = np.concatenate(parts)
     info = {**v.info, "task": "shots", "frames": len(out), "seconds": (len(out) - 1) / kw["fps"], "cuts": cuts}
-    info["wall_s"] = round(time.time() - started, 3)
+    info.update(shot_context=context, windows=windows, wall_s=round(time.time() - started, 3))
     return Video(out, kw["fps"], " | ".join(s.prompt for s in shots), " | ".join(texts), int(seed), info)

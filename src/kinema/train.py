@@ -17,7 +17,7 @@ import copy
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ from kinema.checkpoint import (
 from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, prepare_object_masks, world_batch
 from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
+from kinema.footage import Bucket
 from kinema.lora import LoRALinear, adapter_state, add_lora, merged_state
 from kinema.parallel import (
     Dist,
@@ -88,46 +89,74 @@ def prepare_world(
     shard_size: int = 1000,
     batch: int = 16,
     text_encoder: TextEncoder | None = None,
+    buckets: tuple[Bucket, ...] | None = None,
+    bucket_set: str = "",
 ) -> None:
     """Render n training clips, encode them with the VAE and both captions with the text encoder, and
-    write shard_XXXX.pt files. Resumable: shards already written are kept."""
+    write shard_XXXX.pt files. Resumable: shards already written are kept.
+
+    With buckets (footage.Bucket shapes at shape.fps), clip i goes to bucket i mod len(buckets), its scene
+    sampled at that bucket's aspect and duration, and the folder takes footage's layout (meta.json with
+    "buckets", one sub-folder of shards per bucket; data.open_latents), so `kinema train` trains on every
+    shape, a step's bucket drawn in proportion to its clips."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vae = load_vae(vae_dir)
     enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
-    (out / "meta.json").write_text(json.dumps({"n": n, "shape": shape.__dict__, "vae": str(vae_dir)}, indent=2))
+    if buckets:
+        for b in buckets:
+            b.check(vae.cfg.spatial_ratio, vae.cfg.temporal_ratio)
+        used = buckets[: min(n, len(buckets))]
+        meta = {"kind": "world", "n": n, "fps": shape.fps, "bucket_set": bucket_set, "vae": str(vae_dir)}
+        meta["buckets"] = {b.name: asdict(b) for b in used}
+        jobs = [
+            (out / b.name, list(range(i, n, len(buckets))), ClipShape(b.frames, b.width, b.height, shape.fps))
+            for i, b in enumerate(used)
+        ]
+    else:
+        meta = {"n": n, "shape": shape.__dict__, "vae": str(vae_dir)}
+        jobs = [(out, list(range(n)), shape)]
+    atomic_write(out / "meta.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     e, m = enc.encode([""], pad_to=TEXT_LEN)  # the empty prompt, so training needs no text encoder
     atomic_write(out / "null.pt", lambda p: torch.save({"text": e[0], "mask": m[0]}, p))
     bar = tqdm(total=n, desc="prepare-world", dynamic_ncols=True)
-    for s, start in enumerate(range(0, n, shard_size)):
-        path = out / f"shard_{s:04d}.pt"
-        stop = min(n, start + shard_size)
-        if path.exists():
-            bar.update(stop - start)
-            continue
-        lat, tl, ml, ts, ms = [], [], [], [], []
-        for i in range(start, stop, batch):
-            x, scenes = world_batch(list(range(i, min(stop, i + batch))), shape)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                lat.append(vae.encode(x).to(torch.bfloat16))
-            for captions, es, ms_ in (
-                ([long_caption(sc) for sc in scenes], tl, ml),
-                ([short_caption(sc) for sc in scenes], ts, ms),
-            ):
-                e, m = enc.encode(captions)  # padded to the longest, then to TEXT_LEN below
-                es.append(torch.nn.functional.pad(e, (0, 0, 0, TEXT_LEN - e.shape[1])).to(torch.bfloat16))
-                ms_.append(torch.nn.functional.pad(m, (0, TEXT_LEN - m.shape[1])))
-            bar.update(len(scenes))
-        shard = {
-            "latents": torch.cat(lat),
-            "text_long": torch.cat(tl),
-            "mask_long": torch.cat(ml),
-            "text_short": torch.cat(ts),
-            "mask_short": torch.cat(ms),
-        }
-        torch.save(shard, str(path) + ".tmp")
-        Path(str(path) + ".tmp").replace(path)
+    for folder, indices, clip_shape in jobs:
+        folder.mkdir(exist_ok=True)
+        for s, start in enumerate(range(0, len(indices), shard_size)):
+            part = indices[start : start + shard_size]
+            path = folder / f"shard_{s:04d}.pt"
+            if not path.exists():
+                shard = _encode_world(part, clip_shape, vae, enc, batch, bar)
+                atomic_write(path, lambda p, shard=shard: torch.save(shard, p))
+            else:
+                bar.update(len(part))
     bar.close()
+
+
+def _encode_world(
+    indices: list[int], shape: ClipShape, vae: VideoVAE, enc: TextEncoder, batch: int, bar: tqdm
+) -> dict[str, torch.Tensor]:
+    """One shard: latents and both captions' embeddings (padded to TEXT_LEN) of world clips `indices`."""
+    lat, tl, ml, ts, ms = [], [], [], [], []
+    for i in range(0, len(indices), batch):
+        x, scenes = world_batch(indices[i : i + batch], shape)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lat.append(vae.encode(x).to(torch.bfloat16))
+        for captions, es, ms_ in (
+            ([long_caption(sc) for sc in scenes], tl, ml),
+            ([short_caption(sc) for sc in scenes], ts, ms),
+        ):
+            e, m = enc.encode(captions)  # padded to the longest, then to TEXT_LEN below
+            es.append(torch.nn.functional.pad(e, (0, 0, 0, TEXT_LEN - e.shape[1])).to(torch.bfloat16))
+            ms_.append(torch.nn.functional.pad(m, (0, TEXT_LEN - m.shape[1])))
+        bar.update(len(scenes))
+    return {
+        "latents": torch.cat(lat),
+        "text_long": torch.cat(tl),
+        "mask_long": torch.cat(ml),
+        "text_short": torch.cat(ts),
+        "mask_short": torch.cat(ms),
+    }
 
 
 @dataclass(frozen=True)

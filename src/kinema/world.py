@@ -437,7 +437,8 @@ def sample_scene(seed: int, split: str = "train", aspect: float = 1.0, duration:
         if not gravity and rng.random() < 0.3:
             scene.camera = str(rng.choice(CAMERA_MOVES[1:]))
         if rng.random() < 0.2:
-            scene.occluders = [float(rng.uniform(0.3, aspect - 0.3))]
+            margin = min(0.3, aspect / 2 - 0.05)  # 0.3 from the sides; less in frames narrower than 0.7 (9:16)
+            scene.occluders = [float(rng.uniform(margin, aspect - margin))]
         scene.template = int(rng.integers(N_TEMPLATES - 1)) if split != "holdout" else N_TEMPLATES - 1
         if (split == "holdout") == _held_out(scene):
             return scene

@@ -106,6 +106,7 @@ KINEMA_CODES = [
     ("conflicting inputs", "conflicting_inputs", None),
     ("the shots", "invalid_shots", "shots"),
     ("shots", "invalid_shots", "shots"),
+    ("shot context", "invalid_shot_context", "shot_context"),
     ("loop", "invalid_loop", "loop"),
     ("extend", "invalid_extend", "extend"),
     ("keyframe", "invalid_keyframes", "keyframes"),
@@ -216,6 +217,9 @@ class CreateVideo(BaseModel):
     video: VideoRef | None = Field(None, description="Extend this earlier video (see extend).")
     extend: Literal["forward", "backward"] | None = None
     shots: list[ShotIn] | None = Field(None, max_length=16)
+    shot_context: Literal["first", "previous", "none"] | None = Field(
+        None, description="With shots: the frame later shots are conditioned on (default none)."
+    )
     loop: bool = False
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     steps: int | None = None
@@ -544,6 +548,7 @@ class Service:
                 extend=spec.extend or "forward",
                 missing=None,
                 strength=None,
+                shot_context=spec.shot_context,
             )
             if seconds is not None:
                 check_seconds(seconds)
@@ -586,6 +591,8 @@ class Service:
             ]
         if shots:
             request["shots"] = shots
+            if spec.shot_context is not None:
+                request["shot_context"] = spec.shot_context
         if spec.video is not None:
             request["video"] = f"videos/{src['id']}/video.mp4"
             request["extend"] = spec.extend or "forward"
