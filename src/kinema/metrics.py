@@ -1003,9 +1003,9 @@ def _check_rotation(tr: Track, clockwise: bool | None, fps: float) -> bool:
     (positive angles are clockwise on screen, as in world._sdf). Median of the frame-to-frame steps,
     wrapped to the shape's symmetry period."""
     shape = tr.shape
-    if shape not in _SYMMETRY:
+    if shape not in _SYMMETRY and not any(s in _SYMMETRY for s in tr.alike):
         return False
-    period = _SYMMETRY[shape]
+    period = _SYMMETRY.get(shape, math.pi / 2)
     ang = tr.angle
     ok = np.isfinite(ang)
     steps = ok[1:] & ok[:-1]
