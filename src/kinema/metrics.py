@@ -559,7 +559,9 @@ def _link(per_frame: list[list[Blob]], max_jump: float) -> list[dict[int, Blob]]
         match: dict[int, int] = {}  # track -> blob
         if tracks:
             cost = np.array([[math.dist(p, b.centroid) for b in blobs] for p in preds])
-            rows, cols = linear_sum_assignment(cost)
+            # a pair further apart than max_jump costs what leaving both unmatched does: such pairs are
+            # dropped below, so they must not buy a cheaper total (it swaps objects coming out of a merge)
+            rows, cols = linear_sum_assignment(np.minimum(cost, max_jump))
             match = {int(i): int(j) for i, j in zip(rows, cols, strict=True) if cost[i, j] <= max_jump}
         owner = {j: i for i, j in match.items()}
         free = [j for j in range(len(blobs)) if j not in owner]
@@ -950,7 +952,7 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     cut_by_bar = np.array([b is not None and not b.touches_edge and not b.near_other for b in tr.blobs])
     y = np.where(np.isfinite(tr.centroid[:, 1]), tr.centroid[:, 1], np.where(cut_by_bar, tr.position[:, 1], np.nan))
     if np.isfinite(y).sum() < 0.6 * tr.n_present:  # mostly cut by other objects: take what is visible
-        not_edge = np.array([b is not None and not b.touches_edge for b in tr.blobs])
+        not_edge = np.array([b is not None and not b.touches_edge and not b.shared for b in tr.blobs])
         y = np.where(not_edge, tr.position[:, 1], np.nan)
     clean = y
     # where an object touches another (a fall beside a resting object), its blob is whole but not "fully
