@@ -634,6 +634,15 @@ def _spread_pick(cands: list[tuple[int, Blob]], k: int) -> list[tuple[int, Blob]
     return picked
 
 
+def _as_large(b: Blob, seq: list[Blob | None], clear: np.ndarray, t: int) -> bool:
+    """At least 0.85 of the area of the track's blob in the nearest frame (in `clear`) where it is clear of
+    everything; True when there is no such frame."""
+    if len(clear) == 0:
+        return True
+    ref = seq[int(clear[np.argmin(np.abs(clear - t))])]
+    return ref is None or b.area >= 0.85 * ref.area
+
+
 def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Track]:
     blobs = seg.blobs
     n, height, width = seg.hue.shape
@@ -658,14 +667,21 @@ def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Tra
         for k, d in enumerate(linked):
             seq = [d.get(t) for t in range(n)]
             seen = len(d) >= min_frames  # shorter tracks (specks, noise) get no shape fits
-            # a blob next to another colour is still whole if it is on top: it fits its template well
+            # a blob next to another colour is still whole if it is on top: it fits its template well, and
+            # it is about as large as in the nearest frame where it is clear of everything (a sliver left
+            # by an object passing over it can fit a small template just as well)
             fits = [
                 fit_shape(b) if seen and b is not None and not (b.touches_edge or b.near_occluder) else None
                 for b in seq
             ]
+            clear = np.flatnonzero([b is not None and b.fully_visible for b in seq])
             fits = [
-                f if f is not None and b is not None and (b.fully_visible or f.iou >= 0.9) else None
-                for f, b in zip(fits, seq, strict=True)
+                f
+                if f is not None
+                and b is not None
+                and (b.fully_visible or (f.iou >= 0.9 and _as_large(b, seq, clear, t)))
+                else None
+                for t, (f, b) in enumerate(zip(fits, seq, strict=True))
             ]
             visible = np.array([f is not None for f in fits])
             shapes = [f.shape if f is not None and f.iou >= MIN_SHAPE_IOU else "" for f in fits]
@@ -901,11 +917,16 @@ def _to_first_frame(points: np.ndarray, cam: CameraMotion, height: int, width: i
 def _series(tr: Track, min_frac: float = 0.4, min_valid: int = 3) -> np.ndarray:
     """Centroids of the fully visible frames, or, where those are too few (less than min_frac of the frames
     the track is present in), the centroids of every blob not cut by the frame edge (occluders and other
-    objects may bias them a little)."""
+    objects may bias them a little), or, where enough of them are clear of other objects, of only those
+    (an object passing over a static one half behind a bar moves its visible centroid by several pixels)."""
     pts = tr.centroid
-    if np.isfinite(pts[:, 0]).sum() >= max(min_valid, min_frac * tr.n_present):
+    need = max(min_valid, min_frac * tr.n_present)
+    if np.isfinite(pts[:, 0]).sum() >= need:
         return pts
     ok = np.array([b is not None and not b.touches_edge for b in tr.blobs])
+    alone = ok & np.array([b is not None and not b.near_other for b in tr.blobs])
+    if alone.sum() >= need:
+        ok = alone
     if ok.sum() < 2:
         return tr.position
     return np.where(ok[:, None], tr.position, np.nan)
