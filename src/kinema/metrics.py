@@ -496,13 +496,14 @@ def _merge(blobs: list[Blob], occluded: np.ndarray, covered: np.ndarray | None =
         parts.sort(key=lambda b: b.bbox[0])
         groups: list[list[Blob]] = [[parts[0]]]
         for b in parts[1:]:
-            g = groups[-1]
-            gx1 = max(p.bbox[2] for p in g)
-            gy0, gy1 = min(p.bbox[1] for p in g), max(p.bbox[3] for p in g)
-            oy0, oy1 = max(gy0, b.bbox[1]), min(gy1, b.bbox[3])
-            gap = occluded[oy0:oy1, gx1 : b.bbox[0]]
-            if oy1 - oy0 > 0.5 * min(gy1 - gy0, b.bbox[3] - b.bbox[1]) and gap.size > 0 and gap.mean() > 0.5:
-                g.append(b)
+            for g in groups:  # any group, not only the last: another object may lie between two pieces in x
+                gx1 = max(p.bbox[2] for p in g)
+                gy0, gy1 = min(p.bbox[1] for p in g), max(p.bbox[3] for p in g)
+                oy0, oy1 = max(gy0, b.bbox[1]), min(gy1, b.bbox[3])
+                gap = occluded[oy0:oy1, gx1 : b.bbox[0]]
+                if oy1 - oy0 > 0.5 * min(gy1 - gy0, b.bbox[3] - b.bbox[1]) and gap.size > 0 and gap.mean() > 0.5:
+                    g.append(b)
+                    break
             else:
                 groups.append([b])
         out += [g[0] if len(g) == 1 else _join(g, near_occluder=True) for g in groups]
@@ -604,12 +605,14 @@ def _link(per_frame: list[list[Blob]], max_jump: float) -> list[dict[int, Blob]]
     return [tr.blobs for tr in tracks]
 
 
-def _compact(b: Blob, height: int, width: int) -> bool:
+def _compact(b: Blob, occluded: np.ndarray) -> bool:
     """Could be (part of) one of the world's objects at about zoom 1: at most 0.3 of the frame across (a
-    large triangle is 0.31), and filling a fair part of its bbox. Keeps the costly fits of hidden blobs
-    few and small."""
+    large triangle is 0.31), and filling a fair part of its bbox with its own or occluded pixels (H x W; two
+    pieces joined across a bar have the bar between them). Keeps the costly fits of hidden blobs few and
+    small."""
     x0, y0, x1, y1 = b.bbox
-    return max(x1 - x0, y1 - y0) <= 0.3 * min(height, width) and b.area >= 0.3 * (x1 - x0) * (y1 - y0)
+    filled = b.area + int(occluded[y0:y1, x0:x1].sum()) if b.near_occluder else b.area
+    return max(x1 - x0, y1 - y0) <= 0.3 * min(occluded.shape) and filled >= 0.3 * (x1 - x0) * (y1 - y0)
 
 
 def _fit_hidden(seg: _Segmentation, t: int, b: Blob) -> ShapeFit:
@@ -645,7 +648,7 @@ def _as_large(b: Blob, seq: list[Blob | None], clear: np.ndarray, t: int) -> boo
 
 def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Track]:
     blobs = seg.blobs
-    n, height, width = seg.hue.shape
+    n, height, _ = seg.hue.shape
     min_frames = max(1, math.ceil(MIN_TRACK_FRAC * n))
     out: dict[str, Track] = {}
     for color in COLORS:
@@ -689,7 +692,7 @@ def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Tra
             if k < 2 and len(d) >= 0.5 * n and not visible.any():
                 # never fully visible but there most of the time (e.g. behind an occluder): vote with the
                 # least cut blobs (not at the frame edge if possible)
-                cands = [(t, b) for t, b in enumerate(seq) if b is not None and _compact(b, height, width)]
+                cands = [(t, b) for t, b in enumerate(seq) if b is not None and _compact(b, seg.occluded[t])]
                 cands = [(t, b) for t, b in cands if not b.touches_edge] or cands
                 picked = _spread_pick(cands, 3)
                 fitted = [_fit_hidden(seg, t, b) for t, b in picked]
