@@ -283,6 +283,21 @@ def test_fall_past_an_object_of_the_same_colour() -> None:
     # the corruptions still fail: upside down, backwards, frozen
     for bad in (frames[:, ::-1], frames[::-1], np.repeat(frames[:1], len(frames), axis=0)):
         assert metrics.score(bad, spec, FPS)["gravity:1"] == 0.0
+    # (holdout-101) a cyan triangle falls onto the floor beside a cyan square that spins there: the bounce
+    # itself is inside the blob the two share
+    scene = world.Scene(
+        objects=[
+            world.Obj("square", "cyan", "small", 0.160, 0.730, world.Motion("rotate", clockwise=False), 0.48),
+            world.Obj("triangle", "cyan", "large", 0.327, 0.318, world.Motion("fall"), angle=0.27),
+        ],
+        floor=True,
+    )
+    frames = world.render(scene, SIZE, SIZE, fps=FPS)
+    spec = _with_generic(scene)
+    r = metrics.score(frames, spec, FPS)
+    assert r["gravity:1"] == 1.0 and r["joint"] == 1.0, r
+    for bad in (frames[:, ::-1], frames[::-1], np.repeat(frames[:1], len(frames), axis=0)):
+        assert metrics.score(bad, spec, FPS)["gravity:1"] == 0.0
 
 
 def test_object_cut_in_two_by_another_colour_stays_one() -> None:

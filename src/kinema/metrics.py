@@ -1003,9 +1003,13 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     else:
         return False
     assert tb is not None
-    floor = world.FLOOR_Y * height
-    if tr.bottom[tb] < floor - 0.1 * height:
-        return False
+    low = world.FLOOR_Y * height - 0.1 * height
+    if tr.bottom[tb] < low:
+        # the bounce may be hidden in a blob shared with an object of the same colour just before: it counts
+        # if that blob reaches the floor (the fall beside a resting object of its colour)
+        gap = range(int(idx[idx < tb][-1]) + 1 if (idx < tb).any() else 0, int(tb))
+        if not any(tr.blobs[i] is not None and tr.blobs[i].shared and tr.bottom[i] >= low for i in gap):
+            return False
     after = idx[idx > tb]
     rise = y[tb] - np.min(y[after])
     drop = y[tb] - y0
