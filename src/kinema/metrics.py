@@ -46,6 +46,7 @@ PAN_MIN = 3.0  # px at H = 64 of accumulated background shift for a pan
 ZOOM_MIN = 0.1  # accumulated log-zoom for a zoom
 SPIN_MIN = 0.5  # rad/s for a rotation
 MIN_SHAPE_IOU = 0.7  # a blob whose best template fits worse than this casts no shape vote
+SHAPE_TIE = 0.05  # mean IoU: hidden fits of shapes this close to the best cannot be told apart
 MAX_BLOBS = 6  # per colour and frame, the largest kept (the world has at most 3 objects)
 MIN_TRACK_FRAC = 0.1  # tracks present in fewer frames than this are specks: no shape fits, never matched
 
@@ -82,7 +83,8 @@ class Blob:
 
     centroid is (x, y) in pixels (pixel j has its centre at j); bbox is (x0, y0, x1, y1) with exclusive
     ends; mask is the boolean region inside the bbox. A blob that touches the frame edge, an occluder or
-    another colour may be cut off, so it is not `fully_visible`.
+    another colour may be cut off, so it is not `fully_visible`; a `shared` blob (set by tracking) holds two
+    objects of one colour that run into each other.
     """
 
     color: str
@@ -93,6 +95,7 @@ class Blob:
     touches_edge: bool = False
     near_occluder: bool = False
     near_other: bool = False
+    shared: bool = False
 
     @property
     def fully_visible(self) -> bool:
@@ -295,10 +298,11 @@ def _unknown(seg: _Segmentation, t: int, color: str) -> np.ndarray:
 
 
 # hidden-part hypotheses: (shift of the centre towards the hidden side, in visible radii; radius factor).
-# The more is hidden, the further the centre and the larger the object, so only pairs near that diagonal.
+# The more is hidden, the further the centre and the larger the object, so only pairs near that diagonal;
+# and no shift at all, where the hidden part is the middle of the object (seen on both sides of a bar).
 _HIDDEN = np.array(
-    [(0.0, 1.0), (0.3, 1.0), (0.0, 1.25), (0.3, 1.25), (0.6, 1.25), (0.3, 1.5), (0.6, 1.5), (0.9, 1.5),
-     (0.6, 1.8), (0.9, 1.8)]
+    [(0.0, 1.0), (0.3, 1.0), (0.0, 1.25), (0.3, 1.25), (0.6, 1.25), (0.0, 1.5), (0.3, 1.5), (0.6, 1.5),
+     (0.9, 1.5), (0.0, 1.8), (0.6, 1.8), (0.9, 1.8)]
 )  # fmt: skip
 
 
@@ -341,24 +345,42 @@ def fit_occluded_shape(blob: Blob, unknown: np.ndarray) -> ShapeFit:
         care[1::2] = False
         care[:, 1::2] = False
     px, py, mm = gx[care], gy[care], m[care]
-    ious: dict[str, float] = {}
-    angles: dict[str, float] = {}
-    for shape in world.SHAPES:
-        n_ang = {"circle": 1, "square": 6, "triangle": 8}[shape]
-        period = _SYMMETRY.get(shape, 2 * math.pi)
-        ang = np.repeat(np.arange(n_ang) * period / n_ang, len(hyp))[:, None]
-        sh = np.tile(hyp[:, 0], n_ang)[:, None]
-        r = radii[shape] * np.tile(hyp[:, 1], n_ang)[:, None]
+
+    def iou_of(shape: str, sh: np.ndarray, rf: np.ndarray, ang: np.ndarray) -> np.ndarray:
+        """IoU on the cared-for pixels of templates (k,) with centre shifts sh, radius factors rf, angles ang."""
+        sh, r, ang = sh[:, None], radii[shape] * rf[:, None], ang[:, None]
         ox, oy = sh * vis_r * u[0], sh * vis_r * u[1]  # template centroid relative to the blob's
         if shape == "triangle":
             ox, oy = ox - np.sin(ang) * 1.2 * r / 4, oy + np.cos(ang) * 1.2 * r / 4
         tmpl = world._sdf(shape, px[None] - ox, py[None] - oy, r, ang) < 0
         inter = (tmpl & mm).sum(axis=1)
-        union = (tmpl | mm).sum(axis=1)
-        iou = inter / np.maximum(union, 1)
+        return inter / np.maximum((tmpl | mm).sum(axis=1), 1)
+
+    ious: dict[str, float] = {}
+    angles: dict[str, float] = {}
+    for shape in world.SHAPES:
+        n_ang = {"circle": 1, "square": 6, "triangle": 8}[shape]
+        period = _SYMMETRY.get(shape, 2 * math.pi)
+        step = period / n_ang
+        ang = np.repeat(np.arange(n_ang) * step, len(hyp))
+        sh, rf = np.tile(hyp[:, 0], n_ang), np.tile(hyp[:, 1], n_ang)
+        iou = iou_of(shape, sh, rf, ang)
         best = int(np.argmax(iou))
-        ious[shape] = float(iou[best])
-        angles[shape] = float(ang.ravel()[best])
+        # refine around the best hypothesis: the grid's steps (0.3 visible radii, 0.25-0.3 in radius, 15
+        # degrees) cost a true template up to ~0.1 IoU, as much as separates the shapes of a half-hidden blob
+        # (twice, the second time at half the step)
+        b_sh, b_rf, b_ang, b_iou = sh[best], rf[best], ang[best], float(iou[best])
+        for scale in (1.0, 0.5):
+            d_sh, d_rf, d_ang = (g.ravel() for g in np.meshgrid([-0.15, 0.0, 0.15], [-0.06, 0.0, 0.06], [-1, 0, 1]))
+            sh2 = np.maximum(b_sh + scale * d_sh, 0.0)
+            rf2 = b_rf * (1 + scale * d_rf)
+            ang2 = b_ang + scale * d_ang * (step / 3 if n_ang > 1 else 0.0)
+            iou2 = iou_of(shape, sh2, rf2, ang2)
+            k = int(np.argmax(iou2))
+            if iou2[k] > b_iou:
+                b_sh, b_rf, b_ang, b_iou = sh2[k], rf2[k], ang2[k], float(iou2[k])
+        ious[shape] = b_iou
+        angles[shape] = float(b_ang)
     shape = max(ious, key=ious.__getitem__)
     return ShapeFit(shape=shape, iou=ious[shape], ious=ious, angles=angles)
 
@@ -379,7 +401,9 @@ class Track:
     visible votes with its least hidden blobs, fitted with the hidden pixels as unknown); `angle` the
     fitted orientation of the majority shape where fully visible (NaN otherwise); `bottom` the lowest row
     of the blob (NaN where absent). Tracks present in fewer than MIN_TRACK_FRAC of the frames are specks:
-    they get no shape fits (and no centroids).
+    they get no shape fits (and no centroids). `alike`: for a track never fully visible whose visible
+    pixels fit several shapes equally well (within SHAPE_TIE), those shapes (and no votes): any of them
+    passes `is_shape`.
     """
 
     color: str
@@ -391,6 +415,7 @@ class Track:
     bottom: np.ndarray
     shapes: list[str]
     fits: list[ShapeFit | None] = field(repr=False)
+    alike: tuple[str, ...] = ()
     angle: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -412,55 +437,93 @@ class Track:
         best = max(v, key=v.__getitem__)
         return best if v[best] > 0 else ""
 
+    def is_shape(self, shape: str) -> bool:
+        """The majority shape is this one, or, with no votes, the visible pixels cannot rule it out."""
+        return self.shape == shape or (not self.shape and shape in self.alike)
+
     @property
     def n_present(self) -> int:
         """Frames in which the track is present."""
         return int(self.present.sum())
 
 
-def _merge(blobs: list[Blob], occluded: np.ndarray) -> list[Blob]:
-    """Join pieces of one object cut in two by an occluder (same colour, both next to the occluder, side
-    by side with overlapping rows and mostly occluder between them)."""
+def _join(g: list[Blob], **flags: bool) -> Blob:
+    """One blob from pieces of one object (same colour): masks and areas summed, flags or-ed."""
+    x0, y0 = min(p.bbox[0] for p in g), min(p.bbox[1] for p in g)
+    x1, y1 = max(p.bbox[2] for p in g), max(p.bbox[3] for p in g)
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for p in g:
+        mask[p.bbox[1] - y0 : p.bbox[3] - y0, p.bbox[0] - x0 : p.bbox[2] - x0] |= p.mask
+    area = sum(p.area for p in g)
+    cx = sum(p.centroid[0] * p.area for p in g) / area
+    cy = sum(p.centroid[1] * p.area for p in g) / area
+    return Blob(
+        color=g[0].color,
+        area=area,
+        centroid=(cx, cy),
+        bbox=(x0, y0, x1, y1),
+        mask=mask,
+        touches_edge=any(p.touches_edge for p in g),
+        near_occluder=flags.get("near_occluder", any(p.near_occluder for p in g)),
+        near_other=flags.get("near_other", any(p.near_other for p in g)),
+    )
+
+
+def _bridged(a: Blob, b: Blob, hidden: np.ndarray, max_gap: float) -> bool:
+    """The nearest pixels of two blobs are at most max_gap apart and the straight line between them runs
+    over hidden pixels only (H, W bool: another colour on top, an occluder) or the blobs themselves."""
+    ya, xa = np.nonzero(a.mask)
+    yb, xb = np.nonzero(b.mask)
+    ya, xa, yb, xb = ya + a.bbox[1], xa + a.bbox[0], yb + b.bbox[1], xb + b.bbox[0]
+    d = np.hypot(xa[:, None] - xb[None], ya[:, None] - yb[None])
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    if d[i, j] > max_gap:
+        return False
+    s = np.linspace(0, 1, math.ceil(d[i, j]) * 2 + 1)[1:-1]
+    ys = np.rint(ya[i] + s * (yb[j] - ya[i])).astype(int)
+    xs = np.rint(xa[i] + s * (xb[j] - xa[i])).astype(int)
+    return bool(hidden[ys, xs].all())
+
+
+def _merge(blobs: list[Blob], occluded: np.ndarray, covered: np.ndarray | None = None) -> list[Blob]:
+    """Join pieces of one object cut in two: by an occluder (same colour, both next to the occluder, side
+    by side with overlapping rows and mostly occluder between them), or by an object of another colour on
+    top (`covered`, H x W: other colours' pixels; both pieces next to it, at most 0.12 of the height apart,
+    only that object or an occluder between their nearest pixels)."""
     parts = [b for b in blobs if b.near_occluder]
-    if len(parts) < 2:
-        return blobs
     out = [b for b in blobs if not b.near_occluder]
-    parts.sort(key=lambda b: b.bbox[0])
-    groups: list[list[Blob]] = [[parts[0]]]
-    for b in parts[1:]:
-        g = groups[-1]
-        gx1 = max(p.bbox[2] for p in g)
-        gy0, gy1 = min(p.bbox[1] for p in g), max(p.bbox[3] for p in g)
-        oy0, oy1 = max(gy0, b.bbox[1]), min(gy1, b.bbox[3])
-        gap = occluded[oy0:oy1, gx1 : b.bbox[0]]
-        if oy1 - oy0 > 0.5 * min(gy1 - gy0, b.bbox[3] - b.bbox[1]) and gap.size > 0 and gap.mean() > 0.5:
-            g.append(b)
-        else:
-            groups.append([b])
-    for g in groups:
-        if len(g) == 1:
-            out.append(g[0])
-            continue
-        x0, y0 = min(p.bbox[0] for p in g), min(p.bbox[1] for p in g)
-        x1, y1 = max(p.bbox[2] for p in g), max(p.bbox[3] for p in g)
-        mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-        for p in g:
-            mask[p.bbox[1] - y0 : p.bbox[3] - y0, p.bbox[0] - x0 : p.bbox[2] - x0] |= p.mask
-        area = sum(p.area for p in g)
-        cx = sum(p.centroid[0] * p.area for p in g) / area
-        cy = sum(p.centroid[1] * p.area for p in g) / area
-        out.append(
-            Blob(
-                color=g[0].color,
-                area=area,
-                centroid=(cx, cy),
-                bbox=(x0, y0, x1, y1),
-                mask=mask,
-                touches_edge=any(p.touches_edge for p in g),
-                near_occluder=True,
-                near_other=any(p.near_other for p in g),
-            )
-        )
+    if len(parts) >= 2:
+        parts.sort(key=lambda b: b.bbox[0])
+        groups: list[list[Blob]] = [[parts[0]]]
+        for b in parts[1:]:
+            for g in groups:  # any group, not only the last: another object may lie between two pieces in x
+                gx1 = max(p.bbox[2] for p in g)
+                gy0, gy1 = min(p.bbox[1] for p in g), max(p.bbox[3] for p in g)
+                oy0, oy1 = max(gy0, b.bbox[1]), min(gy1, b.bbox[3])
+                gap = occluded[oy0:oy1, gx1 : b.bbox[0]]
+                if oy1 - oy0 > 0.5 * min(gy1 - gy0, b.bbox[3] - b.bbox[1]) and gap.size > 0 and gap.mean() > 0.5:
+                    g.append(b)
+                    break
+            else:
+                groups.append([b])
+        out += [g[0] if len(g) == 1 else _join(g, near_occluder=True) for g in groups]
+    else:
+        out += parts
+    if covered is None or sum(b.near_other for b in out) < 2:
+        return out
+    hidden = occluded | ndimage.binary_dilation(covered, iterations=1)
+    max_gap = 0.12 * occluded.shape[0]
+    joined = True
+    while joined:  # join pairs until none is left (a piece may be cut in three)
+        joined = False
+        cut = [b for b in out if b.near_other]
+        for k, a in enumerate(cut):
+            b = next((b for b in cut[k + 1 :] if _touching(a.bbox, b.bbox, math.ceil(max_gap))
+                      and _bridged(a, b, hidden, max_gap)), None)  # fmt: skip
+            if b is not None:
+                out = [p for p in out if p is not a and p is not b] + [_join([a, b], near_other=True)]
+                joined = True
+                break
     return out
 
 
@@ -472,13 +535,22 @@ class _Linked:
     t: int = 0
     area: float = 0.0
     clean: bool = True  # the last observation was not a merge
+    partner: int = -1  # while merged: the track it shares a blob with
+    shared: tuple[int, int, int, int] = (0, 0, 0, 0)  # bbox of the last blob it shared
+
+
+def _touching(a: tuple[int, int, int, int], b: tuple[int, int, int, int], margin: int = 2) -> bool:
+    """Two bboxes (x0, y0, x1, y1) overlap once grown by margin pixels."""
+    return a[0] - margin < b[2] and b[0] - margin < a[2] and a[1] - margin < b[3] and b[1] - margin < a[3]
 
 
 def _link(per_frame: list[list[Blob]], max_jump: float) -> list[dict[int, Blob]]:
     """Associate one colour's blobs over time (Hungarian on distance to a constant-velocity prediction).
 
-    When two tracks run into one blob (same-colour objects crossing), both keep it as present but not
-    fully visible and coast on their predictions until they separate again.
+    When two tracks run into one blob (same-colour objects crossing, or one falling past the other), both
+    keep it as present but not fully visible (`shared`) for as long as the blob stays whole, whatever
+    their predictions do meanwhile (a fall can bounce inside it); the first new blob that comes out of it
+    goes to the track that was hidden in it.
     """
     tracks: list[_Linked] = []
     for t, blobs in enumerate(per_frame):
@@ -488,28 +560,44 @@ def _link(per_frame: list[list[Blob]], max_jump: float) -> list[dict[int, Blob]]
         match: dict[int, int] = {}  # track -> blob
         if tracks:
             cost = np.array([[math.dist(p, b.centroid) for b in blobs] for p in preds])
-            rows, cols = linear_sum_assignment(cost)
+            # a pair further apart than max_jump costs what leaving both unmatched does: such pairs are
+            # dropped below, so they must not buy a cheaper total (it swaps objects coming out of a merge)
+            rows, cols = linear_sum_assignment(np.minimum(cost, max_jump))
             match = {int(i): int(j) for i, j in zip(rows, cols, strict=True) if cost[i, j] <= max_jump}
+        owner = {j: i for i, j in match.items()}
+        free = [j for j in range(len(blobs)) if j not in owner]
         merged: dict[int, int] = {}
         for i, tr in enumerate(tracks):
             if i in match or t - tr.t > 3:
                 continue
+            if tr.partner >= 0:
+                # coming out of the blob it shared: the nearest new blob next to that blob
+                out = [j for j in free if _touching(blobs[j].bbox, tr.shared)]
+                if out:
+                    j = min(out, key=lambda j: math.dist(preds[i], blobs[j].centroid))
+                    match[i] = j
+                    free.remove(j)
+                    continue
+                if tr.partner in match and t - tr.t == 1:  # still inside its partner's blob
+                    merged[i] = match[tr.partner]
+                    continue
             for j, b in enumerate(blobs):
                 x0, y0, x1, y1 = b.bbox
                 px, py = preds[i]
-                if x0 - 2 <= px <= x1 + 1 and y0 - 2 <= py <= y1 + 1 and j in match.values():
+                if x0 - 2 <= px <= x1 + 1 and y0 - 2 <= py <= y1 + 1 and j in owner:
                     merged[i] = j
+                    tr.partner, tracks[owner[j]].partner = owner[j], i
         merged_blobs = set(merged.values())
         for i, j in list(match.items()) + list(merged.items()):
             tr, b = tracks[i], blobs[j]
             if j in merged_blobs:
-                tr.blobs[t] = dataclasses.replace(b, near_other=True)
-                tr.pos, tr.t, tr.clean = preds[i], t, False
+                tr.blobs[t] = dataclasses.replace(b, near_other=True, shared=True)
+                tr.pos, tr.t, tr.clean, tr.shared = preds[i], t, False, b.bbox
                 continue
             if tr.clean and t > tr.t:
                 tr.vel = ((b.centroid[0] - tr.pos[0]) / (t - tr.t), (b.centroid[1] - tr.pos[1]) / (t - tr.t))
             tr.blobs[t] = b
-            tr.pos, tr.t, tr.area, tr.clean = b.centroid, t, b.area, True
+            tr.pos, tr.t, tr.area, tr.clean, tr.partner = b.centroid, t, b.area, True, -1
         used = set(match.values()) | merged_blobs
         for j, b in enumerate(blobs):
             if j not in used:
@@ -517,12 +605,14 @@ def _link(per_frame: list[list[Blob]], max_jump: float) -> list[dict[int, Blob]]
     return [tr.blobs for tr in tracks]
 
 
-def _compact(b: Blob, height: int, width: int) -> bool:
+def _compact(b: Blob, occluded: np.ndarray) -> bool:
     """Could be (part of) one of the world's objects at about zoom 1: at most 0.3 of the frame across (a
-    large triangle is 0.31), and filling a fair part of its bbox. Keeps the costly fits of hidden blobs
-    few and small."""
+    large triangle is 0.31), and filling a fair part of its bbox with its own or occluded pixels (H x W; two
+    pieces joined across a bar have the bar between them). Keeps the costly fits of hidden blobs few and
+    small."""
     x0, y0, x1, y1 = b.bbox
-    return max(x1 - x0, y1 - y0) <= 0.3 * min(height, width) and b.area >= 0.3 * (x1 - x0) * (y1 - y0)
+    filled = b.area + int(occluded[y0:y1, x0:x1].sum()) if b.near_occluder else b.area
+    return max(x1 - x0, y1 - y0) <= 0.3 * min(occluded.shape) and filled >= 0.3 * (x1 - x0) * (y1 - y0)
 
 
 def _fit_hidden(seg: _Segmentation, t: int, b: Blob) -> ShapeFit:
@@ -547,15 +637,28 @@ def _spread_pick(cands: list[tuple[int, Blob]], k: int) -> list[tuple[int, Blob]
     return picked
 
 
+def _as_large(b: Blob, seq: list[Blob | None], clear: np.ndarray, t: int) -> bool:
+    """At least 0.85 of the area of the track's blob in the nearest frame (in `clear`) where it is clear of
+    everything; True when there is no such frame."""
+    if len(clear) == 0:
+        return True
+    ref = seq[int(clear[np.argmin(np.abs(clear - t))])]
+    return ref is None or b.area >= 0.85 * ref.area
+
+
 def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Track]:
     blobs = seg.blobs
-    n, height, width = seg.hue.shape
+    n, height, _ = seg.hue.shape
     min_frames = max(1, math.ceil(MIN_TRACK_FRAC * n))
     out: dict[str, Track] = {}
     for color in COLORS:
         if color not in colors:
             continue
-        per_frame = [_merge([b for b in fb if b.color == color], seg.occluded[t]) for t, fb in enumerate(blobs)]
+        code = COLORS.index(color)
+        per_frame = [
+            _merge([b for b in fb if b.color == color], seg.occluded[t], (seg.hue[t] >= 0) & (seg.hue[t] != code))
+            for t, fb in enumerate(blobs)
+        ]
         per_frame = [sorted(p, key=lambda b: -b.area)[:MAX_BLOBS] for p in per_frame]
         if not any(per_frame):
             continue
@@ -567,28 +670,39 @@ def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Tra
         for k, d in enumerate(linked):
             seq = [d.get(t) for t in range(n)]
             seen = len(d) >= min_frames  # shorter tracks (specks, noise) get no shape fits
-            # a blob next to another colour is still whole if it is on top: it fits its template well
+            # a blob next to another colour is still whole if it is on top: it fits its template well, and
+            # it is about as large as in the nearest frame where it is clear of everything (a sliver left
+            # by an object passing over it can fit a small template just as well)
             fits = [
                 fit_shape(b) if seen and b is not None and not (b.touches_edge or b.near_occluder) else None
                 for b in seq
             ]
+            clear = np.flatnonzero([b is not None and b.fully_visible for b in seq])
             fits = [
-                f if f is not None and b is not None and (b.fully_visible or f.iou >= 0.9) else None
-                for f, b in zip(fits, seq, strict=True)
+                f
+                if f is not None
+                and b is not None
+                and (b.fully_visible or (f.iou >= 0.9 and _as_large(b, seq, clear, t)))
+                else None
+                for t, (f, b) in enumerate(zip(fits, seq, strict=True))
             ]
             visible = np.array([f is not None for f in fits])
             shapes = [f.shape if f is not None and f.iou >= MIN_SHAPE_IOU else "" for f in fits]
+            alike: tuple[str, ...] = ()
             if k < 2 and len(d) >= 0.5 * n and not visible.any():
                 # never fully visible but there most of the time (e.g. behind an occluder): vote with the
                 # least cut blobs (not at the frame edge if possible)
-                cands = [(t, b) for t, b in enumerate(seq) if b is not None and _compact(b, height, width)]
+                cands = [(t, b) for t, b in enumerate(seq) if b is not None and _compact(b, seg.occluded[t])]
                 cands = [(t, b) for t, b in cands if not b.touches_edge] or cands
                 picked = _spread_pick(cands, 3)
                 fitted = [_fit_hidden(seg, t, b) for t, b in picked]
                 if fitted:  # one decision from the summed IoUs, a vote in each frame used
                     total = {s: sum(f.ious[s] for f in fitted) for s in world.SHAPES}
                     best = max(total, key=total.__getitem__)
-                    if total[best] >= MIN_SHAPE_IOU * len(fitted):
+                    alike = tuple(s for s in world.SHAPES if total[s] >= total[best] - SHAPE_TIE * len(fitted))
+                    if total[best] < MIN_SHAPE_IOU * len(fitted):
+                        alike = ()
+                    elif len(alike) == 1:
                         for t, _ in picked:
                             shapes[t] = best
             nan2 = np.full(2, np.nan)
@@ -605,6 +719,7 @@ def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Tra
                 bottom=np.array([b.bbox[3] - 1 if b is not None else np.nan for b in seq], dtype=np.float64),
                 shapes=shapes,
                 fits=fits,
+                alike=alike if len(alike) > 1 else (),
             )
     return out
 
@@ -805,11 +920,16 @@ def _to_first_frame(points: np.ndarray, cam: CameraMotion, height: int, width: i
 def _series(tr: Track, min_frac: float = 0.4, min_valid: int = 3) -> np.ndarray:
     """Centroids of the fully visible frames, or, where those are too few (less than min_frac of the frames
     the track is present in), the centroids of every blob not cut by the frame edge (occluders and other
-    objects may bias them a little)."""
+    objects may bias them a little), or, where enough of them are clear of other objects, of only those
+    (an object passing over a static one half behind a bar moves its visible centroid by several pixels)."""
     pts = tr.centroid
-    if np.isfinite(pts[:, 0]).sum() >= max(min_valid, min_frac * tr.n_present):
+    need = max(min_valid, min_frac * tr.n_present)
+    if np.isfinite(pts[:, 0]).sum() >= need:
         return pts
     ok = np.array([b is not None and not b.touches_edge for b in tr.blobs])
+    alone = ok & np.array([b is not None and not b.near_other for b in tr.blobs])
+    if alone.sum() >= need:
+        ok = alone
     if ok.sum() < 2:
         return tr.position
     return np.where(ok[:, None], tr.position, np.nan)
@@ -856,12 +976,13 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     cut_by_bar = np.array([b is not None and not b.touches_edge and not b.near_other for b in tr.blobs])
     y = np.where(np.isfinite(tr.centroid[:, 1]), tr.centroid[:, 1], np.where(cut_by_bar, tr.position[:, 1], np.nan))
     if np.isfinite(y).sum() < 0.6 * tr.n_present:  # mostly cut by other objects: take what is visible
-        not_edge = np.array([b is not None and not b.touches_edge for b in tr.blobs])
+        not_edge = np.array([b is not None and not b.touches_edge and not b.shared for b in tr.blobs])
         y = np.where(not_edge, tr.position[:, 1], np.nan)
     clean = y
     # where an object touches another (a fall beside a resting object), its blob is whole but not "fully
-    # visible": take its position for finding the bounce, and only the clean heights for fitting g
-    beside = np.array([b is not None and not b.touches_edge for b in tr.blobs])
+    # visible": take its position for finding the bounce, and only the clean heights for fitting g. A blob
+    # shared with an object of the same colour is not its own: its position says nothing of the fall
+    beside = np.array([b is not None and not b.touches_edge and not b.shared for b in tr.blobs])
     y = np.where(np.isfinite(y), y, np.where(beside, tr.position[:, 1], np.nan))
     idx = np.nonzero(np.isfinite(y))[0]
     if len(idx) < 5:
@@ -882,9 +1003,13 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     else:
         return False
     assert tb is not None
-    floor = world.FLOOR_Y * height
-    if tr.bottom[tb] < floor - 0.1 * height:
-        return False
+    low = world.FLOOR_Y * height - 0.1 * height
+    if tr.bottom[tb] < low:
+        # the bounce may be hidden in a blob shared with an object of the same colour just before: it counts
+        # if that blob reaches the floor (the fall beside a resting object of its colour)
+        gap = range(int(idx[idx < tb][-1]) + 1 if (idx < tb).any() else 0, int(tb))
+        if not any(tr.blobs[i] is not None and tr.blobs[i].shared and tr.bottom[i] >= low for i in gap):
+            return False
     after = idx[idx > tb]
     rise = y[tb] - np.min(y[after])
     drop = y[tb] - y0
@@ -908,9 +1033,9 @@ def _check_rotation(tr: Track, clockwise: bool | None, fps: float) -> bool:
     (positive angles are clockwise on screen, as in world._sdf). Median of the frame-to-frame steps,
     wrapped to the shape's symmetry period."""
     shape = tr.shape
-    if shape not in _SYMMETRY:
+    if shape not in _SYMMETRY and not any(s in _SYMMETRY for s in tr.alike):
         return False
-    period = _SYMMETRY[shape]
+    period = _SYMMETRY.get(shape, math.pi / 2)
     ang = tr.angle
     ok = np.isfinite(ang)
     steps = ok[1:] & ok[:-1]
@@ -1232,7 +1357,9 @@ def _match_objects(objects: list[tuple[int, str, str]], tracks: dict[str, Track]
         if len(objs) == 1:
             out[objs[0][0]] = max(cands, key=lambda t: t.n_present)
             continue
-        gain = np.array([[tr.votes().get(s, 0) + 0.01 * tr.n_present for tr in cands] for _, s in objs])
+        gain = np.array(
+            [[tr.votes().get(s, 0) + 0.5 * (s in tr.alike) + 0.01 * tr.n_present for tr in cands] for _, s in objs]
+        )
         rows, cols = linear_sum_assignment(-gain)
         for r, c in zip(rows, cols, strict=True):
             out[objs[r][0]] = cands[c]
@@ -1322,7 +1449,7 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
             tr = matched.get(i)
             if tr is not None:
                 if check == "present":
-                    ok = tr.shape == objects[i][2]
+                    ok = tr.is_shape(objects[i][2])
                 elif check == "direction":
                     ok = _check_direction(comp(tr), str(fact["direction"]), px)
                 elif check == "static":
@@ -1335,9 +1462,9 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
                 elif check == "moves":
                     ok = _check_moves(tr, comp(tr, 0.0), fps, px)
                 elif check == "permanence":
-                    ok = tr.shape == objects[i][2] and _check_permanence(tr, comp(tr, 0.0), h)
+                    ok = tr.is_shape(objects[i][2]) and _check_permanence(tr, comp(tr, 0.0), h)
                 elif check == "return":
-                    ok = tr.shape == objects[i][2] and _check_return(tr, comp(tr, 0.0), h)
+                    ok = tr.is_shape(objects[i][2]) and _check_return(tr, comp(tr, 0.0), h)
                 elif check == "cause":
                     by = matched.get(int(fact["by"]))
                     new = max((t for t in tracks.values() if t.color == fact["color"]), key=lambda t: t.n_present,
@@ -1353,7 +1480,7 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
     # with nothing to check, an aggregate is vacuously 1.0 (like "joint")
     n_obj = max(len(objects), 1)
     out["color"] = sum(i in matched for i, _, _ in objects) / n_obj if objects else 1.0
-    out["shape"] = sum(i in matched and matched[i].shape == s for i, _, s in objects) / n_obj if objects else 1.0
+    out["shape"] = sum(i in matched and matched[i].is_shape(s) for i, _, s in objects) / n_obj if objects else 1.0
     out["motion"] = float(np.mean(motion)) if motion else 1.0
     fact_scores = [v for k, v in out.items() if k not in ("color", "shape", "motion") and _family(k) not in INFORMATIVE]
     out["joint"] = float(all(v == 1.0 for v in fact_scores))
