@@ -132,14 +132,21 @@ def _scores(x: np.ndarray, weights: dict) -> np.ndarray:
     return z @ np.array(weights["coef"]) + weights["bias"]
 
 
-def evaluate(data: Path, weights: Path = WEIGHTS, n_real: int | None = None, seed: int = 1) -> dict:
+def evaluate(
+    data: Path, weights: Path = WEIGHTS, n_real: int | None = None, seed: int = 1, watermark: bool = False
+) -> dict:
     """AUROC of saved weights: every generated clip in data against n_real (default: as many) world renders
-    from seeds 70,000+ (half train, half test split) and real footage crops at offsets 4-7."""
+    from seeds 70,000+ (half train, half test split) and real footage crops at offsets 4-7. watermark: mark
+    the generated clips first, as kinema saves them (the detector is meant to work with or without)."""
     from kinema import world as W
     from kinema.video_io import h264_roundtrip
 
     rng = np.random.default_rng(seed)
     gen = [np.load(f)["frames"] for f in sorted(data.glob("gen_*.npz"))]
+    if watermark:
+        from kinema import watermark as wm
+
+        gen = [wm.embed(v, f"{int(rng.integers(1 << 40)):010x}") for v in gen]
     n_real = len(gen) if n_real is None else n_real
     real = [W.render(W.sample_scene(70_000 + i, ("test", "train")[i % 2]), 64, 64, 12) for i in range(n_real)]
     real += _real_footage(4, offset=4)
@@ -240,11 +247,12 @@ def main() -> None:
     e.add_argument("--data", type=Path, default=Path("runs/detect_data"))
     e.add_argument("--weights", type=Path, default=WEIGHTS)
     e.add_argument("--n-real", type=int, default=None, help="world renders (default: as many as generated clips)")
+    e.add_argument("--watermark", action="store_true", help="watermark the generated clips first")
     a = p.parse_args()
     if a.cmd == "data":
         make_generated(a.out, a.n, (10, 20, 30), a.start)
     elif a.cmd == "eval":
-        r = evaluate(a.data, a.weights, a.n_real)
+        r = evaluate(a.data, a.weights, a.n_real, watermark=a.watermark)
         print(
             f"AUROC {r['auroc']:.3f}: {r['n_generated']} generated clips vs {r['n_real']} real; score > 0.5 on"
             f" {r['generated_flagged']:.2f} of generated, {r['real_flagged']:.2f} of real ({a.weights})"

@@ -61,6 +61,7 @@ class Reading:
     bit_accuracy: float  # agreement of the hard soft-value signs with the (decoded or expected) codeword
     correlation: float  # normalised correlation with that codeword
     shift: tuple[int, int]  # the cyclic shift (dy, dx) of the tile that was found
+    decoded: str | None = None  # blind: the Viterbi output of the chosen try, even when its CRC failed
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -369,7 +370,7 @@ def read_blind(cands: Candidates, crc_passes: list[bool] | None = None) -> Readi
         if crc_passes is not None:
             crc_passes.append(crc_ok)
         ok = crc_ok and acc >= BLIND_MIN_AGREEMENT
-        tries.append(Reading(ok, found if ok else None, acc, _correlation(soft, cw), shift))
+        tries.append(Reading(ok, found if ok else None, acc, _correlation(soft, cw), shift, found))
         if ok:
             return tries[-1]
     return max(tries, key=lambda r: r.correlation)
