@@ -34,6 +34,11 @@ def test_sign_and_read(tmp_path: Path) -> None:
     r = P.read_state(f)
     assert r["state"] == "Trusted" and r["failures"] == []
     assert r["assertion"]["seed"] == 7 and r["assertion"]["watermark"] == "0011223344"
+    import c2pa
+
+    with open(f, "rb") as fh, c2pa.Reader("video/mp4", fh) as reader:
+        store = reader.json()
+    assert '"c2pa.created"' in store and "digitalsourcetype/trainedAlgorithmicMedia" in store
     assert "a prompt" not in f.read_bytes().decode("latin-1")
     assert (P.c2pa_home() / "signer.key").stat().st_mode & 0o777 == 0o600
     assert not list(tmp_path.glob(".*"))  # no temp file left
@@ -77,3 +82,22 @@ def test_generation_writes_signed_and_marked(debug_pipe, tmp_path: Path) -> None
 
     assert detect(read_video(g)[0], video.watermark).detected
     assert np.array_equal(video.frames, video.frames)  # the Video keeps its unmarked frames
+
+
+def test_world_renders_are_signed_as_algorithmic_media(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["world", "--out", str(tmp_path), "--n", "1", "--split", "test", "--start", "5"])
+    assert res.exit_code == 0, res.output
+    f = tmp_path / "clip_00005.mp4"
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == [f.name] and not list(tmp_path.glob(".*"))
+    r = P.read_state(f)
+    assert r["state"] == "Trusted" and r["assertion"] is None
+    assert r["world"]["seed"] == 5 and r["world"]["split"] == "test"
+    import c2pa
+
+    with open(f, "rb") as fh, c2pa.Reader("video/mp4", fh) as reader:
+        assert "digitalsourcetype/algorithmicMedia" in reader.json()
+    out = json.loads(runner.invoke(app, ["verify", str(f), "--json"]).output)
+    assert out["watermark"]["detected"] is False and "procedural world" in out["verdict"]
+    with pytest.raises(P.ProvenanceError, match="digital source type"):
+        P.sign_file(f, P.manifest("m", "0", 0, "p", None, "g"), "madeUp")
