@@ -101,3 +101,32 @@ def test_world_renders_are_signed_as_algorithmic_media(tmp_path: Path) -> None:
     assert out["watermark"]["detected"] is False and "procedural world" in out["verdict"]
     with pytest.raises(P.ProvenanceError, match="digital source type"):
         P.sign_file(f, P.manifest("m", "0", 0, "p", None, "g"), "madeUp")
+
+
+def test_failed_signing_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signing is the last step: if it fails, neither the target nor the hidden unsigned file remains."""
+    import kinema.pipeline as PL
+
+    def broken(path: Path, definition: dict) -> Path:
+        raise P.ProvenanceError("signing failed (test)")
+
+    monkeypatch.setattr(PL, "sign_file", broken)
+    frames = W.render(W.sample_scene(2, "test"), 64, 64, 12)
+    for name, video in (
+        ("v.mp4", PL.Video(frames, 12.0, "p", "p", 0)),
+        ("v.png", PL.Video(frames[:1], 12.0, "p", "p", 0)),
+    ):
+        with pytest.raises(P.ProvenanceError, match="signing failed"):
+            video.save(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_credentials_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KINEMA_HOME")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert P.c2pa_home() == tmp_path / "xdg" / "kinema" / "c2pa"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert P.c2pa_home() == Path.home() / ".config" / "kinema" / "c2pa"
+    monkeypatch.setenv("KINEMA_C2PA_CERT", str(tmp_path / "chain.pem"))  # a key without a cert, or the reverse
+    with pytest.raises(P.ProvenanceError, match="both"):
+        P.credentials()

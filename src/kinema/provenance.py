@@ -10,9 +10,9 @@ sampled training data", IPTC) with a `org.kinema.world` assertion, and carry no 
 Credentials: set KINEMA_C2PA_CERT (PEM chain, signing certificate first), KINEMA_C2PA_KEY (PEM private key)
 and optionally KINEMA_C2PA_TSA (timestamp authority URL) to sign with your own chain (ES256). Otherwise a
 local CA and an ES256 signing certificate (emailProtection EKU, 10 years) are made on first use in
-$KINEMA_HOME/c2pa (default ~/.config/kinema/c2pa; key files mode 0600). Reading trusts that local CA as a
-user anchor, so kinema's own files read `Trusted` on the machine that made them and `Valid` (with
-`signingCredential.untrusted`) elsewhere.
+$KINEMA_HOME/c2pa (default $XDG_CONFIG_HOME/kinema/c2pa, ~/.config/kinema/c2pa; key files mode 0600).
+Reading trusts that local CA as a user anchor, so kinema's own files read `Trusted` on the machine that
+made them and `Valid` (with `signingCredential.untrusted`) elsewhere.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ class ProvenanceError(ValueError):
 
 
 def c2pa_home() -> Path:
-    return Path(os.environ.get("KINEMA_HOME", Path.home() / ".config" / "kinema")) / "c2pa"
+    """$KINEMA_HOME/c2pa, else the user's config folder: $XDG_CONFIG_HOME/kinema/c2pa (~/.config/kinema/c2pa)."""
+    if os.environ.get("KINEMA_HOME"):
+        return Path(os.environ["KINEMA_HOME"]) / "c2pa"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kinema" / "c2pa"
 
 
 def _write_private(path: Path, data: bytes) -> None:
