@@ -1,4 +1,5 @@
-"""Shared fixtures: the MiniLM text encoder (loaded once) and a debug-preset model folder with random weights."""
+"""Shared fixtures: the MiniLM text encoder (loaded once), a debug-preset model folder with random weights, and
+a per-session KINEMA_HOME for the C2PA credentials."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from kinema.text import TextEncoder
 from kinema.vae import VAE_PRESETS, VideoVAE
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _kinema_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every saved video is C2PA-signed: keep the local CA that signing makes on first use out of the user's
+    ~/.config/kinema (one per test session, shared by the tests)."""
+    monkeypatch.setenv("KINEMA_HOME", str(tmp_path_factory.getbasetemp() / "kinema_home"))
 
 
 @pytest.fixture(scope="session")

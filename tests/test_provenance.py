@@ -34,6 +34,11 @@ def test_sign_and_read(tmp_path: Path) -> None:
     r = P.read_state(f)
     assert r["state"] == "Trusted" and r["failures"] == []
     assert r["assertion"]["seed"] == 7 and r["assertion"]["watermark"] == "0011223344"
+    import c2pa
+
+    with open(f, "rb") as fh, c2pa.Reader("video/mp4", fh) as reader:
+        store = reader.json()
+    assert '"c2pa.created"' in store and "digitalsourcetype/trainedAlgorithmicMedia" in store
     assert "a prompt" not in f.read_bytes().decode("latin-1")
     assert (P.c2pa_home() / "signer.key").stat().st_mode & 0o777 == 0o600
     assert not list(tmp_path.glob(".*"))  # no temp file left
@@ -77,3 +82,51 @@ def test_generation_writes_signed_and_marked(debug_pipe, tmp_path: Path) -> None
 
     assert detect(read_video(g)[0], video.watermark).detected
     assert np.array_equal(video.frames, video.frames)  # the Video keeps its unmarked frames
+
+
+def test_world_renders_are_signed_as_algorithmic_media(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["world", "--out", str(tmp_path), "--n", "1", "--split", "test", "--start", "5"])
+    assert res.exit_code == 0, res.output
+    f = tmp_path / "clip_00005.mp4"
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == [f.name] and not list(tmp_path.glob(".*"))
+    r = P.read_state(f)
+    assert r["state"] == "Trusted" and r["assertion"] is None
+    assert r["world"]["seed"] == 5 and r["world"]["split"] == "test"
+    import c2pa
+
+    with open(f, "rb") as fh, c2pa.Reader("video/mp4", fh) as reader:
+        assert "digitalsourcetype/algorithmicMedia" in reader.json()
+    out = json.loads(runner.invoke(app, ["verify", str(f), "--json"]).output)
+    assert out["watermark"]["detected"] is False and "procedural world" in out["verdict"]
+    with pytest.raises(P.ProvenanceError, match="digital source type"):
+        P.sign_file(f, P.manifest("m", "0", 0, "p", None, "g"), "madeUp")
+
+
+def test_failed_signing_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signing is the last step: if it fails, neither the target nor the hidden unsigned file remains."""
+    import kinema.pipeline as PL
+
+    def broken(path: Path, definition: dict) -> Path:
+        raise P.ProvenanceError("signing failed (test)")
+
+    monkeypatch.setattr(PL, "sign_file", broken)
+    frames = W.render(W.sample_scene(2, "test"), 64, 64, 12)
+    for name, video in (
+        ("v.mp4", PL.Video(frames, 12.0, "p", "p", 0)),
+        ("v.png", PL.Video(frames[:1], 12.0, "p", "p", 0)),
+    ):
+        with pytest.raises(P.ProvenanceError, match="signing failed"):
+            video.save(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_credentials_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KINEMA_HOME")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert P.c2pa_home() == tmp_path / "xdg" / "kinema" / "c2pa"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert P.c2pa_home() == Path.home() / ".config" / "kinema" / "c2pa"
+    monkeypatch.setenv("KINEMA_C2PA_CERT", str(tmp_path / "chain.pem"))  # a key without a cert, or the reverse
+    with pytest.raises(P.ProvenanceError, match="both"):
+        P.credentials()

@@ -87,3 +87,56 @@ def test_cli_failed_review_exits_4(debug_model: Path, tmp_path: Path, monkeypatc
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == ["error: output refused by frame review: nudity (MALE_GENITALIA_EXPOSED 0.95 at frame 0)"]
     assert list(tmp_path.iterdir()) == []
+
+
+class FakeSession:
+    """Stands in for nudenet's ONNX session: YOLOv8 output (B, 4 + classes, anchors) with one anchor scoring
+    `score` for `label`, so the real NudityDetector's pre-processing, output parsing and class order run."""
+
+    def __init__(self, labels: list[str], label: str, score: float) -> None:
+        self.k, self.score, self.inputs = labels.index(label), score, []
+
+    def run(self, _names: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        x = next(iter(feeds.values()))
+        self.inputs.append(x.shape)
+        out = np.full((len(x), 4 + 18, 2100), 0.01, np.float32)
+        out[:, 4 + self.k, 1234] = self.score
+        return [out]
+
+
+def test_nudity_hit_from_the_model_refuses_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No explicit image exists offline (the nudenet wheel ships none), so the model's output is stubbed: a
+    FEMALE_GENITALIA_EXPOSED hit at 0.85 must refuse the video and leave no file."""
+    det = R.NudityDetector()
+    det.session = FakeSession(det.labels, "FEMALE_GENITALIA_EXPOSED", 0.85)
+    monkeypatch.setattr(R, "_detector", lambda: det)
+    video = Video(world_frames(), 8.0, "p", "p", 0)
+    with pytest.raises(R.ReviewError, match=r"nudity \(FEMALE_GENITALIA_EXPOSED 0\.85 at frame 0\)"):
+        video.save(tmp_path / "out.mp4")
+    assert list(tmp_path.iterdir()) == []
+    assert det.session.inputs and all(s[1:] == (3, 320, 320) for s in det.session.inputs)
+    det.session = FakeSession(det.labels, "FEMALE_GENITALIA_COVERED", 0.99)  # covered: not a refusal
+    assert video.save(tmp_path / "ok.mp4").is_file()
+
+
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+if not MEDIA.is_dir():
+    MEDIA = Path("/work/shared/media")
+
+
+def test_real_detector_reads_real_footage_like_nudenet() -> None:
+    """On a real (animated, clothed) person the real model finds the face, as nudenet's own API does: the
+    pre-processing and class order match the package's."""
+    from nudenet import NudeDetector
+
+    from kinema.video_io import read_video
+
+    path = MEDIA / "person_1280x720_24fps_audio.mp4"
+    if not path.is_file():
+        pytest.skip(f"sample footage not found at {MEDIA}")
+    frame = read_video(path, max_frames=21)[0][20]
+    scores = R._detector().scores(frame[None])
+    top = max(scores, key=lambda k: scores[k][0])
+    theirs = NudeDetector().detect(np.ascontiguousarray(frame[:, :, ::-1]))  # nudenet reads BGR
+    assert top == "FACE_FEMALE" and scores[top][0] > 0.4
+    assert max(theirs, key=lambda d: d["score"])["class"] == top

@@ -186,6 +186,24 @@ def test_cancel_running_job(tmp_path, debug_model, debug_pipe, monkeypatch):
         assert not (service.data_dir / "videos" / v["id"]).exists()
 
 
+def test_output_failing_frame_review_is_a_failed_job(tmp_path, debug_model, debug_pipe, monkeypatch):
+    import numpy as np
+
+    import kinema.review as R
+
+    class Flagged:
+        def scores(self, frames):
+            return {lab: np.full(len(frames), 0.9 if lab == "ANUS_EXPOSED" else 0.0) for lab in R.EXPOSED}
+
+    monkeypatch.setattr(R, "_detector", lambda: Flagged())
+    with serving(tmp_path, debug_model, debug_pipe) as (client, service, _):
+        v = wait_for(client, client.post("/v1/videos", json={"prompt": PROMPT}).json()["id"])
+        assert v["status"] == "failed", v
+        assert v["error"]["code"] == "moderation_blocked" and "frame review: nudity" in v["error"]["message"]
+        assert client.get(f"/v1/videos/{v['id']}/content").status_code >= 400
+        assert not list((service.data_dir / "videos").rglob("*.mp4"))
+
+
 def test_interrupted_job_is_requeued_at_startup(tmp_path, debug_model, debug_pipe):
     with serving(tmp_path, debug_model) as (client, service, keys):  # no workers: the job stays queued
         v = client.post("/v1/videos", json={"prompt": PROMPT}).json()

@@ -16,8 +16,9 @@ object) cancels instead of drowning the mark; this lifted the coded-bit accuracy
 
 Detection folds every frame onto one 64x64 tile (pixel (y, x) adds to (y mod 64, x mod 64)), sums the
 frames with the +-1 signs, whitens by the sum's own smoothed spectrum, and correlates with each pattern at
-every cyclic shift with FFTs (a crop only shifts the tile); the shift (and the frame phase of the signs)
-with the most energy gives 210 soft values. Two readings:
+every cyclic shift (a crop only shifts the tile; the energy over all patterns at every shift is one inverse
+FFT, see _sparse_patterns); the shift (and the frame phase of the signs) with the most energy gives 210
+soft values. About 6 ms per 64x64, 25-frame clip. Two readings:
 
 - blind: Viterbi-decode the soft values, check the CRC-24 (a random input passes with p = 2^-24; two tries
   per video, one per overall sign) and that the soft values agree with the re-encoded codeword (`bit_accuracy`);
@@ -61,6 +62,7 @@ class Reading:
     bit_accuracy: float  # agreement of the hard soft-value signs with the (decoded or expected) codeword
     correlation: float  # normalised correlation with that codeword
     shift: tuple[int, int]  # the cyclic shift (dy, dx) of the tile that was found
+    decoded: str | None = None  # blind: the Viterbi output of the chosen try, even when its CRC failed
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -137,30 +139,33 @@ def conv_encode(info: np.ndarray) -> np.ndarray:
 
 
 def viterbi(soft: np.ndarray) -> np.ndarray:
-    """Soft-decision Viterbi: soft > 0 means coded bit 1. Returns the INFO_BITS most likely input bits."""
+    """Soft-decision Viterbi: soft > 0 means coded bit 1. (..., CODED_BITS) -> the (..., INFO_BITS) most
+    likely input bits; a batch of candidate readings is decoded in one pass."""
     out, nxt = _trellis()
     n_states, n = len(out), len(GENERATORS)
     sym = out.astype(np.float64) * 2 - 1  # (S, 2, n)
-    steps = len(soft) // n
-    pm = np.full(n_states, -np.inf)
-    pm[0] = 0.0
-    back = np.zeros((steps, n_states), dtype=np.int64)  # chosen predecessor per next state
+    batch = soft.reshape(-1, soft.shape[-1])  # (B, L)
+    steps = batch.shape[1] // n
+    pm = np.full((len(batch), n_states), -np.inf)
+    pm[:, 0] = 0.0
+    back = np.zeros((steps, len(batch), n_states), dtype=np.int64)  # chosen predecessor per next state
     # predecessors of next state ns: s = ((ns << 1) & 63) | b, input u = ns >> 5
     ns = np.arange(n_states)
     u = ns >> (CONSTRAINT - 2)
     pred = np.stack([((ns << 1) & (n_states - 1)) | b for b in (0, 1)], axis=1)  # (S, 2)
     assert np.all(nxt[pred[:, 0], u] == ns)
+    rows = np.arange(len(batch))
     for t in range(steps):
-        bm = sym @ soft[t * n : (t + 1) * n]  # (S, 2)
-        cand = pm[pred] + bm[pred, u[:, None]]  # (S, 2)
-        choice = np.argmax(cand, axis=1)
+        bm = batch[:, t * n : (t + 1) * n] @ sym.reshape(-1, n).T  # (B, S * 2): branch metric of (s, u)
+        cand = pm[:, pred] + bm[:, pred * 2 + u[:, None]]  # (B, S, 2)
+        choice = np.argmax(cand, axis=2)  # (B, S)
         back[t] = pred[ns, choice]
-        pm = cand[ns, choice]
-    state, bits = 0, np.zeros(steps, np.uint8)  # terminated: end in state 0
-    for t in range(steps - 1, -1, -1):
-        bits[t] = state >> (CONSTRAINT - 2)
-        state = back[t, state]
-    return bits[:INFO_BITS]
+        pm = cand.max(axis=2)
+    state, bits = np.zeros(len(batch), np.int64), np.zeros((len(batch), steps), np.uint8)
+    for t in range(steps - 1, -1, -1):  # terminated: end in state 0
+        bits[:, t] = state >> (CONSTRAINT - 2)
+        state = back[t, rows, state]
+    return bits[:, :INFO_BITS].reshape(*soft.shape[:-1], INFO_BITS)
 
 
 def codeword(payload: str) -> np.ndarray:
@@ -244,17 +249,63 @@ def frame_signs(n: int, phase: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _folded(frames: np.ndarray, phase: int = 0) -> np.ndarray:
-    """Every frame's mean-free luma, times its sign, summed and folded onto one TILE x TILE grid."""
-    signs = frame_signs(len(frames), phase)
-    y = np.zeros(frames.shape[1:3], np.float64)
-    for sign, f in zip(signs, frames, strict=True):
-        lum = f.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # (H, W)
-        y += sign * (lum - lum.mean())
+def _luma(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, H, W) float32 luma, each frame's mean removed."""
+    lum = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return lum - lum.mean(axis=(1, 2), keepdims=True)
+
+
+def _folded(lum: np.ndarray, phase: int = 0) -> np.ndarray:
+    """Mean-free luma (T, H, W), each frame times its sign, summed and folded onto one TILE x TILE grid."""
+    y = np.tensordot(frame_signs(len(lum), phase), lum, axes=1)  # (H, W) float64
     h, w = y.shape
     ph, pw = -h % TILE, -w % TILE
     y = np.pad(y, ((0, ph), (0, pw)))
     return y.reshape(y.shape[0] // TILE, TILE, y.shape[1] // TILE, TILE).sum(axis=(0, 2))
+
+
+@functools.cache
+def _sparse_patterns() -> tuple[np.ndarray, ...]:
+    """The patterns' non-zero upper-half-plane Fourier coefficients, for reading every cyclic shift at once.
+
+    Each pattern has about 2 such coefficients k (plus their conjugates), so with y the folded tile,
+    F = fft2(y) and g_k = 2 F(k) conj(P_i(k)) / TILE^2, its correlation at shift d is
+    corr_i(d) = Re a_i(d), a_i(d) = sum_k g_k e(k.d) with e(x) = exp(2 pi i x / TILE).
+    The energy over all patterns, sum_i corr_i(d)^2 = sum_i (|a_i|^2 + Re a_i^2) / 2, is then one inverse
+    FFT of a spectrum with the products g_k conj(g_k') at k - k' and g_k g_k' at k + k' (k, k' of the same
+    pattern): one 64x64 FFT instead of one per pattern.
+    Returns ky, kx, conj(P_i(k)) (entries sorted by pattern), each pattern's first entry, and for every
+    ordered pair (a, b) of entries of one pattern: a, b and the flat indices of k_a - k_b and k_a + k_b."""
+    spec = _spectra()
+    k = np.fft.fftfreq(TILE, 1 / TILE)
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    half = (ky > 0) | ((ky == 0) & (kx > 0))
+    owner, ys, xs = np.nonzero((np.abs(spec) > 0) & half[None])  # sorted by owner (C order)
+    if np.any(np.bincount(owner, minlength=CODED_BITS) == 0):
+        raise AssertionError("every pattern must have a coefficient in the upper half plane")
+    pconj = np.conj(spec[owner, ys, xs])
+    starts = np.searchsorted(owner, np.arange(CODED_BITS))
+    pa, pb = np.nonzero(owner[:, None] == owner[None, :])
+    minus = ((ys[pa] - ys[pb]) % TILE) * TILE + (xs[pa] - xs[pb]) % TILE
+    plus = ((ys[pa] + ys[pb]) % TILE) * TILE + (xs[pa] + xs[pb]) % TILE
+    return ys, xs, pconj, starts, pa, pb, minus, plus
+
+
+def _read_shifts(f: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
+    """Given f = fft2 of the folded tile: the (CODED_BITS,) correlations at shift 0, the shift with the
+    most energy over all patterns, and the correlations there. Equal to taking ifft2(f * conj(P_i)).real
+    for every pattern i (see _sparse_patterns), about 30x faster."""
+    ys, xs, pconj, starts, pa, pb, minus, plus = _sparse_patterns()
+    g = f[ys, xs] * pconj * (2 / TILE**2)  # (K,)
+    spec = g[pa] * np.conj(g[pb])
+    pair = g[pa] * g[pb]
+    n = TILE * TILE
+    h = np.bincount(minus, spec.real, n) + np.bincount(plus, pair.real, n)
+    h = h + 1j * (np.bincount(minus, spec.imag, n) + np.bincount(plus, pair.imag, n))
+    energy = np.fft.ifft2(h.reshape(TILE, TILE)).real  # proportional to sum_i corr_i(d)^2
+    dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    at = (g * np.exp(2j * np.pi * (ys * dy + xs * dx) / TILE)).real
+    return np.add.reduceat(g.real, starts), (int(dy), int(dx)), np.add.reduceat(at, starts)
 
 
 def soft_values(frames: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int]]]:
@@ -262,20 +313,16 @@ def soft_values(frames: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int]]]:
     each was read at: first the untouched alignment (shift 0, frame phase 0), then, for a cropped or
     trimmed video, the shift with the most energy at each frame phase. A single frame (an image) has no
     phase and keeps its static content, so it reads weaker."""
-    spec = _spectra()
-    out = []
+    out, lum = [], _luma(frames)
     for phase in (0, 1) if len(frames) > 1 else (0,):
-        f = np.fft.fft2(_folded(frames, phase))
+        f = np.fft.fft2(_folded(lum, phase))
         # whiten: divide by the smoothed power spectrum, so frequencies the content fills count less
         f = f / (uniform_filter(np.abs(f) ** 2, 3, mode="wrap") + 1e3)
-        # corr_i(d) = sum_x F(x + d) P_i(x): for all shifts d at once, ifft2(F_hat * conj(P_i_hat))
-        corr = np.fft.ifft2(f[None] * np.conj(spec)).real  # (N, TILE, TILE)
+        at_zero, shift, at_best = _read_shifts(f)
         if phase == 0:
-            out.append((corr[:, 0, 0], (0, 0)))
-        energy = (corr**2).sum(axis=0)
-        dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
-        if (dy, dx) != (0, 0) or phase:
-            out.append((corr[:, dy, dx], (int(dy), int(dx))))
+            out.append((at_zero, (0, 0)))
+        if shift != (0, 0) or phase:
+            out.append((at_best, shift))
     return out
 
 
@@ -284,30 +331,49 @@ def _correlation(soft: np.ndarray, cw: np.ndarray) -> float:
     return float(soft @ cw / (norm * np.sqrt(len(cw)))) if norm > 0 else 0.0
 
 
+Candidates = list[tuple[np.ndarray, tuple[int, int]]]
+
+
 def detect(frames: np.ndarray, payload: str | None = None) -> Reading:
     """Read the watermark: blind (payload None: decode and check the CRC) or against a known payload.
     Blind reading makes at most 6 CRC tries (3 alignments x 2 signs): false accepts 6 x 2^-24 per video."""
-    if payload is not None:
-        cw = codeword(payload)
-        best = None
-        for soft, shift in soft_values(frames):
-            rho = _correlation(soft, cw)
-            soft, rho = (-soft, -rho) if rho < 0 else (soft, rho)  # the frame phase fixes the sign up to +-1
-            r = Reading(rho >= KNOWN_THRESHOLD, payload, float(np.mean(np.sign(soft) == cw)), rho, shift)
-            best = r if best is None or r.correlation > best.correlation else best
-        return best  # type: ignore[return-value]
+    cands = soft_values(frames)
+    return read_blind(cands) if payload is None else read_known(cands, payload)
+
+
+def read_known(cands: Candidates, payload: str) -> Reading:
+    """The known-id reading of soft_values' candidates: the best normalised correlation with the payload's
+    codeword, detected over KNOWN_THRESHOLD."""
+    cw = codeword(payload)
+    best = None
+    for soft, shift in cands:
+        rho = _correlation(soft, cw)
+        soft, rho = (-soft, -rho) if rho < 0 else (soft, rho)  # the frame phase fixes the sign up to +-1
+        r = Reading(rho >= KNOWN_THRESHOLD, payload, float(np.mean(np.sign(soft) == cw)), rho, shift)
+        best = r if best is None or r.correlation > best.correlation else best
+    assert best is not None
+    return best
+
+
+def read_blind(cands: Candidates, crc_passes: list[bool] | None = None) -> Reading:
+    """The blind reading of soft_values' candidates: Viterbi-decode each (both signs), accept the first whose
+    CRC passes and whose soft values agree with the re-encoded codeword. crc_passes, if given, collects
+    whether each try passed the CRC alone (for measuring the agreement guard)."""
+    signed = [(sign * soft, shift) for soft, shift in cands for sign in (1.0, -1.0)]
+    scrambled = np.stack([soft for soft, _ in signed]) * (1 - 2 * _scrambler().astype(np.float64))
     tries = []
-    for soft0, shift in soft_values(frames):
-        for soft in (soft0, -soft0):
-            info = viterbi(soft * (1 - 2 * _scrambler().astype(np.float64)))
-            bits, crc = info[:PAYLOAD_BITS], info[PAYLOAD_BITS:]
-            found = f"{_int(bits):0{PAYLOAD_BITS // 4}x}"
-            cw = codeword(found)
-            acc = float(np.mean(np.sign(soft) == cw))
-            ok = crc24(bits) == _int(crc) and acc >= BLIND_MIN_AGREEMENT
-            tries.append(Reading(ok, found if ok else None, acc, _correlation(soft, cw), shift))
-            if ok:
-                return tries[-1]
+    for (soft, shift), info in zip(signed, viterbi(scrambled), strict=True):  # all tries in one pass
+        bits, crc = info[:PAYLOAD_BITS], info[PAYLOAD_BITS:]
+        found = f"{_int(bits):0{PAYLOAD_BITS // 4}x}"
+        cw = codeword(found)
+        acc = float(np.mean(np.sign(soft) == cw))
+        crc_ok = crc24(bits) == _int(crc)
+        if crc_passes is not None:
+            crc_passes.append(crc_ok)
+        ok = crc_ok and acc >= BLIND_MIN_AGREEMENT
+        tries.append(Reading(ok, found if ok else None, acc, _correlation(soft, cw), shift, found))
+        if ok:
+            return tries[-1]
     return max(tries, key=lambda r: r.correlation)
 
 

@@ -85,6 +85,7 @@ def write_outputs(video: Any, folder: Path) -> None:
 def run_job(store: Store, pipe: Any, data_dir: Path, job: Any, retention_s: float) -> None:
     """Generate one claimed job and record how it ended (completed, failed, or removed if it was deleted)."""
     from kinema.pipeline import generate
+    from kinema.review import ReviewError
 
     video_id, attempt = job["id"], job["attempts"]
     last = {"t": 0.0, "pct": -1}
@@ -112,6 +113,8 @@ def run_job(store: Store, pipe: Any, data_dir: Path, job: Any, retention_s: floa
         if store.drop_deleted(video_id, attempt):
             remove_files(data_dir, video_id)
             log.info("cancelled %s", video_id)
+    except ReviewError as e:  # the output failed frame review: nothing was written
+        store.finish(video_id, attempt, "failed", retention_s, error_code="moderation_blocked", error_message=str(e))
     except ValueError as e:  # KinemaError, VideoError: the request could not be served
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         store.finish(video_id, attempt, "failed", retention_s, error_code="invalid_input", error_message=message)
