@@ -99,7 +99,7 @@ def test_lifecycle_remix_extension_callbacks_expiry(tmp_path, debug_model, debug
     hooks = HTTPServer(("127.0.0.1", 0), Hooks)
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
     callback = f"http://127.0.0.1:{hooks.server_port}/hook"
-    with serving(tmp_path, debug_model, debug_pipe) as (client, service, _):
+    with serving(tmp_path, debug_model, debug_pipe, allow_private_callbacks=True) as (client, service, _):
         r = client.post(
             "/v1/videos", json={"prompt": PROMPT, "seconds": "1", "size": "64x64", "seed": 3, "callback_url": callback}
         )
@@ -242,6 +242,113 @@ def test_limits(tmp_path, debug_model):
         assert [client.get("/v1/videos").status_code for _ in range(3)] == [200, 200, 429]
 
 
+def test_rate_limits_survive_a_restart(tmp_path, debug_model):
+    limits = dict(submit_burst=2, submit_rate=0.01, request_burst=6, request_rate=0.01)
+    with serving(tmp_path, debug_model, **limits) as (client, _, keys):
+        as_bob = {"Authorization": f"Bearer {keys[1]}"}
+        assert [client.post("/v1/videos", json={"prompt": PROMPT}).status_code for _ in range(3)] == [200, 200, 429]
+        assert [client.get("/v1/videos", headers=as_bob).status_code for _ in range(7)] == [200] * 6 + [429]
+    with serving(tmp_path, debug_model, **limits) as (client, service, _):  # a new server on the same data dir
+        r = client.post("/v1/videos", json={"prompt": PROMPT}, headers={"Authorization": f"Bearer {keys[0]}"})
+        err = assert_error(r, 429, "rate_limit_exceeded")
+        assert "new videos" in err["message"] and 50 <= int(r.headers["Retry-After"]) <= 100
+        r = client.get("/v1/videos", headers={"Authorization": f"Bearer {keys[1]}"})
+        assert_error(r, 429, "rate_limit_exceeded")
+        assert 50 <= int(r.headers["Retry-After"]) <= 100
+        rows = service.store.db().execute("SELECT owner, kind FROM buckets").fetchall()
+        assert {(o, k) for o, k in rows} >= {(keys[0].split("-")[1], "submit"), (keys[1].split("-")[1], "request")}
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Records every request (path, Host header); /hook answers a redirect to /elsewhere."""
+
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        type(self).seen.append((self.path, self.headers["host"]))
+        self.send_response(307 if self.path == "/hook" else 200)
+        self.send_header("location", "/elsewhere")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def fake_dns(monkeypatch, table: dict[str, str]):
+    """socket.getaddrinfo that answers names in `table` (changeable while in use), the real one for the rest."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def lookup(host, port, *args, **kw):
+        if host in table:
+            return real(table[host], port, *args, **kw)
+        return real(host, port, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    yield table
+
+
+def test_callback_url_guard(tmp_path, debug_model, monkeypatch):
+    refused = [
+        "ftp://93.184.216.34/hook",
+        "http:///hook",
+        "http://nonexistent.invalid/hook",
+        "http://localhost:8000/hook",
+        "http://127.0.0.1/hook",
+        "http://2130706433/hook",  # 127.0.0.1 as one number
+        "http://0.0.0.0/hook",
+        "http://10.0.0.7/hook",
+        "http://192.168.1.1/hook",
+        "http://169.254.169.254/latest/meta-data",  # the cloud metadata service
+        "http://100.64.0.1/hook",
+        "http://224.0.0.1/hook",
+        "http://240.0.0.1/hook",
+        "http://[::1]/hook",
+        "http://[::]/hook",
+        "http://[::ffff:127.0.0.1]/hook",  # IPv4-mapped IPv6
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[fd00::1]/hook",
+        "http://[ff02::1]/hook",
+        "http://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+    ]
+    hooks = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    port = hooks.server_port
+    with fake_dns(monkeypatch, {"hooks.example": "93.184.216.34"}) as dns:
+        with serving(tmp_path / "a", debug_model) as (client, service, _):
+            deliver = type(service).deliver_callbacks
+            service.deliver_callbacks = lambda now=None: 0  # the background loop sends nothing: no real network
+            post = lambda url: client.post("/v1/videos", json={"prompt": PROMPT, "callback_url": url})
+            for url in refused:
+                assert_error(post(url), 400, "invalid_callback_url", "callback_url")
+            for url in ("http://93.184.216.34/hook", "https://[2606:4700:4700::1111]:8443/hook"):
+                assert post(url).status_code == 200, url
+            service.store.db().execute("DELETE FROM outbox")
+            # public at submit time, loopback at delivery (DNS rebinding): checked again, not sent
+            assert post(f"http://hooks.example:{port}/hook").status_code == 200
+            dns["hooks.example"] = "127.0.0.1"
+            assert deliver(service, now=time.time() + 100) == 0
+            assert Receiver.seen == []
+            pending = service.store.db().execute("SELECT attempts FROM outbox").fetchall()
+            assert pending and all(r["attempts"] >= 1 for r in pending)
+        with serving(tmp_path / "b", debug_model, allow_private_callbacks=True) as (client, service, _):
+            post = lambda url: client.post("/v1/videos", json={"prompt": PROMPT, "callback_url": url})
+            assert_error(post("file:///etc/passwd"), 400, "invalid_callback_url", "callback_url")
+            assert post(f"http://hooks.example:{port}/hook").status_code == 200  # now 127.0.0.1: allowed
+            end = time.time() + 10
+            while not Receiver.seen and time.time() < end:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            # sent to the address checked, with the client's Host; the 307 was not followed
+            assert Receiver.seen[0] == ("/hook", f"hooks.example:{port}")
+            assert all(path == "/hook" for path, _ in Receiver.seen), Receiver.seen
+    hooks.shutdown()
+
+
 def test_bad_uploads_and_body_limit(tmp_path, debug_model):
     with serving(tmp_path, debug_model, max_body_mb=0.05) as (client, service, _):
 
@@ -278,6 +385,7 @@ def test_error_shapes_and_codes(tmp_path, debug_model):
         assert_error(post({"prompt": PROMPT, "colour": "red"}), 400, "invalid_request", "colour")
         assert_error(post({"prompt": PROMPT, "video": {"id": "video_nope"}}), 404, "video_not_found", "video")
         assert_error(post({"prompt": PROMPT, "callback_url": "file:///etc/passwd"}), 400, "invalid_callback_url")
+        assert_error(post({"prompt": PROMPT, "callback_url": "http://127.0.0.1/x"}), 400, "invalid_callback_url")
         shots = [{"prompt": "a red circle", "seconds": 1}, {"prompt": "a blue square", "seconds": 1}]
         assert_error(post({"prompt": PROMPT, "shots": shots}), 400, "conflicting_inputs", "prompt")
         assert post({"shots": shots}).status_code == 200

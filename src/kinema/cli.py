@@ -579,6 +579,13 @@ def serve(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="No API keys: local development only.")
     ] = False,
+    allow_private_callbacks: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-callbacks",
+            help="Let callback_url point at loopback and private addresses: local development only.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the OpenAI-compatible video API (/v1/videos) and the web studio (/)."""
     import logging
@@ -596,12 +603,14 @@ def serve(
             f"delete videos. Use it on your own machine only, never on a shared network.\n{bar}",
             err=True,
         )
+    if allow_private_callbacks:
+        typer.echo("WARNING: --allow-private-callbacks: callbacks may reach this machine and its network.", err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = ServerConfig(
         data_dir=data_dir, model=model, workers=workers, insecure_no_auth=insecure_no_auth,
         retention_hours=retention_hours, max_active_jobs=max_active_jobs, submit_rate=submit_rate,
         submit_burst=submit_burst, request_rate=request_rate, max_seconds=max_seconds, max_steps=max_steps,
-        default_steps=default_steps,
+        default_steps=default_steps, allow_private_callbacks=allow_private_callbacks,
     )  # fmt: skip
     typer.echo(f"kinema studio and API on http://{host}:{port}/ (data in {data_dir})", err=True)
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
