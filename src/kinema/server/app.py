@@ -372,7 +372,7 @@ class Service:
             W.remove_files(self.data_dir, video_id)
         for i in range(self.config.workers):
             self._start_worker(f"w{i}")
-        for fn in (self._callback_loop, self._maintenance_loop):
+        for fn in (self._callback_loop, self._maintenance_loop, self._warm_moderation):
             t = threading.Thread(target=fn, daemon=True, name=fn.__name__)
             t.start()
             self.threads.append(t)
@@ -452,6 +452,14 @@ class Service:
                 self.deliver_callbacks()
             except Exception:
                 log.exception("callback delivery")
+
+    def _warm_moderation(self) -> None:
+        """Load the moderation model now, not on the first submission (which would wait seconds for it)."""
+        try:
+            with self._moderation_lock:
+                blocked_category("a red circle falls and bounces")
+        except Exception:
+            log.exception("loading the moderation model")
 
     def _maintenance_loop(self) -> None:
         last_sweep = 0.0
