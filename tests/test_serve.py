@@ -499,3 +499,26 @@ def test_official_openai_client(tmp_path, debug_model, debug_pipe):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_serve_cli_refuses_a_busy_data_dir_or_port(tmp_path):
+    import fcntl
+    import socket
+
+    from typer.testing import CliRunner
+
+    from kinema.cli import app
+
+    (tmp_path / "busy").mkdir()
+    with open(tmp_path / "busy" / "server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a running server holds it
+        out = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path / "busy")])
+    assert out.exit_code == 2 and "another kinema server is using" in out.output, out.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = str(s.getsockname()[1])
+        out = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path / "free"), "--port", port])
+    assert out.exit_code == 2 and "cannot listen on" in out.output and "Traceback" not in out.output, out.output
+    out = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path / "free"), "--submit-rate", "0"])
+    assert out.exit_code == 2 and "must be > 0" in out.output, out.output

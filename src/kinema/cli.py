@@ -595,6 +595,7 @@ def serve(
     import uvicorn
 
     from kinema.server import ServerConfig, create_app
+    from kinema.server.app import preflight
 
     if workers < 1 or not (0 < port < 65536) or retention_hours <= 0:
         raise ValueError("need --workers >= 1, a port in 1..65535 and --retention-hours > 0")
@@ -607,6 +608,7 @@ def serve(
             f"delete videos. Use it on your own machine only, never on a shared network.\n{bar}",
             err=True,
         )
+    preflight(host, port, data_dir)
     if allow_private_callbacks:
         typer.echo("WARNING: --allow-private-callbacks: callbacks may reach this machine and its network.", err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

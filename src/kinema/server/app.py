@@ -124,6 +124,26 @@ def kinema_error(e: ValueError) -> APIError:
     return APIError(400, "invalid_request", message)
 
 
+def preflight(host: str, port: int, data_dir: Path) -> None:
+    """What `kinema serve` checks before uvicorn starts, so that each is one error line, not a traceback:
+    the data dir is free (no other server holds its lock) and the address can be listened on."""
+    import socket
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(data_dir) / "server.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another kinema server is using {data_dir}") from None
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            s.bind((host, port))
+    except OSError as e:
+        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 # ---- the model, read from its configs (the API process never loads weights) ---------------------------
 
 
