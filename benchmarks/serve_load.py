@@ -63,13 +63,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="generation worker processes")
     ap.add_argument("--steps", type=int, default=1, help="sampling steps per video")
     ap.add_argument("--no-kill", action="store_true", help="no kill -9 in the middle")
-    ap.add_argument("--deadline", type=float, default=540, help="seconds for the whole run")
+    ap.add_argument("--deadline", type=float, default=1200, help="seconds for the whole run")
     args = ap.parse_args()
     from kinema.server.auth import create_key
     from kinema.server.jobs import Store
     from tests.conftest import make_debug_model
 
     t_start = time.time()
+    load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="serve_load_"))
     (tmp / "model").mkdir()
     model = make_debug_model(tmp / "model")
@@ -186,7 +187,12 @@ def main() -> None:
             f"{60 * len(completed) / max(1, last_done - first_start):.1f}",
         ),
         ("whole run (s)", f"{time.time() - t_start:.1f}"),
+        (
+            "load average (1 min) at start / end, cores",
+            f"{load_start:.1f} / {os.getloadavg()[0]:.1f}, {os.cpu_count()}",
+        ),
     ]
+    print(f"\ncommand: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print("\n| measure | value |\n|---|---|")
     for k, v in table:
         print(f"| {k} | {v} |")

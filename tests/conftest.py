@@ -4,6 +4,9 @@ a per-session KINEMA_HOME for the C2PA credentials."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,19 @@ def debug_pipe(debug_model: Path, text_encoder: TextEncoder):
     from kinema.pipeline import Pipeline
 
     return Pipeline.from_pretrained(debug_model, text_encoder=text_encoder)
+
+
+def serve_in_thread(app):
+    """Run an ASGI app with uvicorn in a thread on a free loopback port: (server, thread, base URL)."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    end = time.time() + 30
+    while not server.started and time.time() < end:
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"

@@ -34,7 +34,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 @schema.parametrize()
-@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_500(case):
     response = case.call(headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code < 500, (case.method, case.path, response.text[:300])

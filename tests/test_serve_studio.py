@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ from PIL import Image
 
 from kinema.server import ServerConfig, create_app
 from kinema.server.auth import create_key
+from tests.conftest import serve_in_thread
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).is_file()), None)
 
@@ -35,21 +33,6 @@ def browser():
             pytest.skip(f"Chromium at {CHROMIUM} did not start: {str(e).splitlines()[0]}")
         yield b
         b.close()
-
-
-def serve_in_thread(app):
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    end = time.time() + 30
-    while not server.started and time.time() < end:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def test_studio_end_to_end(tmp_path, debug_model, debug_pipe, text_encoder, browser):
@@ -84,7 +67,8 @@ def test_studio_end_to_end(tmp_path, debug_model, debug_pipe, text_encoder, brow
         page.wait_for_function("document.querySelector('#result') && document.querySelector('#result').readyState >= 2")
         assert page.eval_on_selector("#result", "v => [v.videoWidth, v.videoHeight]") == [112, 64]
         details = page.inner_text("#details")
-        assert "112x64" in details and "not available" in details  # provenance: no signature or watermark yet
+        assert "112x64" in details and "not available" not in details, details
+        assert ("Trusted" in details or "Valid" in details) and "detected (" in details  # signature, watermark
         assert page.get_attribute("a.download", "download").endswith(".mp4")
         page.wait_for_function(
             "document.querySelector('.card img') && document.querySelector('.card img').naturalWidth > 0"

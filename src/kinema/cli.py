@@ -632,11 +632,20 @@ def serve(
     submit_rate: Annotated[float, typer.Option(help="New videos per second per key (token bucket).")] = 0.5,
     submit_burst: Annotated[float, typer.Option(help="Burst of new videos per key.")] = 10.0,
     request_rate: Annotated[float, typer.Option(help="API calls per second per key.")] = 20.0,
+    request_burst: Annotated[float, typer.Option(help="Burst of API calls per key.")] = 100.0,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (uploads included), in MB.")] = 20.0,
     max_seconds: Annotated[float, typer.Option(help="Longest video a request may ask for.")] = 20.0,
     max_steps: Annotated[int, typer.Option(help="Most sampling steps a request may ask for.")] = 100,
     default_steps: Annotated[int, typer.Option(help="Sampling steps when a request names none.")] = 30,
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="No API keys: local development only.")
+    ] = False,
+    allow_private_callbacks: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-callbacks",
+            help="Let callback_url point at loopback and private addresses: local development only.",
+        ),
     ] = False,
 ) -> None:
     """Serve the OpenAI-compatible video API (/v1/videos) and the web studio (/)."""
@@ -645,9 +654,12 @@ def serve(
     import uvicorn
 
     from kinema.server import ServerConfig, create_app
+    from kinema.server.app import preflight
 
     if workers < 1 or not (0 < port < 65536) or retention_hours <= 0:
         raise ValueError("need --workers >= 1, a port in 1..65535 and --retention-hours > 0")
+    if min(submit_rate, submit_burst, request_rate, request_burst, max_body_mb) <= 0:
+        raise ValueError("rates, bursts and --max-body-mb must be > 0")
     if insecure_no_auth:
         bar = "!" * 78
         typer.echo(
@@ -655,12 +667,16 @@ def serve(
             f"delete videos. Use it on your own machine only, never on a shared network.\n{bar}",
             err=True,
         )
+    preflight(host, port, data_dir)
+    if allow_private_callbacks:
+        typer.echo("WARNING: --allow-private-callbacks: callbacks may reach this machine and its network.", err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = ServerConfig(
         data_dir=data_dir, model=model, workers=workers, insecure_no_auth=insecure_no_auth,
         retention_hours=retention_hours, max_active_jobs=max_active_jobs, submit_rate=submit_rate,
-        submit_burst=submit_burst, request_rate=request_rate, max_seconds=max_seconds, max_steps=max_steps,
-        default_steps=default_steps,
+        submit_burst=submit_burst, request_rate=request_rate, request_burst=request_burst,
+        max_body_mb=max_body_mb, max_seconds=max_seconds, max_steps=max_steps,
+        default_steps=default_steps, allow_private_callbacks=allow_private_callbacks,
     )  # fmt: skip
     typer.echo(f"kinema studio and API on http://{host}:{port}/ (data in {data_dir})", err=True)
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")

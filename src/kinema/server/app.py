@@ -37,11 +37,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kinema.moderation import moderate
 from kinema.server import worker as W
 from kinema.server.auth import Limiter, check_key
+from kinema.server.callbacks import UnsafeCallback, check_callback_url, post_callback
 from kinema.server.jobs import Store, video_object
 
 log = logging.getLogger("kinema.server")
@@ -60,6 +62,7 @@ class ServerConfig:
     model: Path | None = None  # None: the shipped model
     workers: int = 1
     insecure_no_auth: bool = False
+    allow_private_callbacks: bool = False  # local development: callbacks to loopback and private addresses
     retention_hours: float = 24.0
     max_active_jobs: int = 8  # queued + in_progress per key
     submit_rate: float = 0.5  # new jobs per second per key (token bucket) ...
@@ -120,6 +123,26 @@ def kinema_error(e: ValueError) -> APIError:
         if message.lower().startswith(start):
             return APIError(400, code, message, param)
     return APIError(400, "invalid_request", message)
+
+
+def preflight(host: str, port: int, data_dir: Path) -> None:
+    """What `kinema serve` checks before uvicorn starts, so that each is one error line, not a traceback:
+    the data dir is free (no other server holds its lock) and the address can be listened on."""
+    import socket
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(data_dir) / "server.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another kinema server is using {data_dir}") from None
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            s.bind((host, port))
+    except OSError as e:
+        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 # ---- the model, read from its configs (the API process never loads weights) ---------------------------
@@ -346,15 +369,17 @@ class Service:
         self.model = ModelInfo.read(config.model)
         self.pipeline = pipeline  # given (tests): workers are threads sharing it; else processes
         self.limiter = Limiter(
+            self.store,
             {
                 "request": (config.request_rate, config.request_burst),
                 "submit": (config.submit_rate, config.submit_burst),
-            }
+            },
         )
         self.stop = threading.Event()
         self.workers: dict[str, Any] = {}
         self.threads: list[threading.Thread] = []
         self._lock_file: Any = None
+        self._moderation_lock = threading.Lock()
 
     @property
     def retention_s(self) -> float:
@@ -371,7 +396,7 @@ class Service:
             W.remove_files(self.data_dir, video_id)
         for i in range(self.config.workers):
             self._start_worker(f"w{i}")
-        for fn in (self._callback_loop, self._maintenance_loop):
+        for fn in (self._callback_loop, self._maintenance_loop, self._warm_moderation):
             t = threading.Thread(target=fn, daemon=True, name=fn.__name__)
             t.start()
             self.threads.append(t)
@@ -422,14 +447,17 @@ class Service:
             self._start_worker(name)
 
     def deliver_callbacks(self, now: float | None = None) -> int:
-        """POST each due state change to its callback_url; retry failures with backoff. Returns the count sent."""
+        """POST each due state change to its callback_url; retry failures with backoff. Returns the count sent.
+        The URL's address is checked again before each POST (callbacks.py); redirects are not followed."""
         import httpx
 
         sent = 0
         for ev in self.store.due_callbacks(time.time() if now is None else now):
             try:
-                r = httpx.post(ev["url"], content=ev["body"], headers={"content-type": "application/json"}, timeout=5)
-                ok = r.status_code < 300
+                ok = post_callback(ev["url"], ev["body"], self.config.allow_private_callbacks) < 300
+            except UnsafeCallback as e:
+                log.warning("not calling back %s for %s: %s", ev["url"], ev["video_id"], e)
+                ok = False
             except httpx.HTTPError:
                 ok = False
             if ok:
@@ -449,6 +477,14 @@ class Service:
             except Exception:
                 log.exception("callback delivery")
 
+    def _warm_moderation(self) -> None:
+        """Load the moderation model now, not on the first submission (which would wait seconds for it)."""
+        try:
+            with self._moderation_lock:
+                blocked_category("a red circle falls and bounces")
+        except Exception:
+            log.exception("loading the moderation model")
+
     def _maintenance_loop(self) -> None:
         last_sweep = 0.0
         while not self.stop.wait(0.5):
@@ -466,7 +502,8 @@ class Service:
         """Prompt moderation at submit time (kinema.moderation; the worker's generate() checks again)."""
         if not prompt.strip():
             return
-        category = blocked_category(prompt)
+        with self._moderation_lock:  # submit runs in a thread pool; the tokenizer is not thread-safe
+            category = blocked_category(prompt)
         if category is not None:
             raise APIError(400, "moderation_blocked", f"the prompt was refused by moderation: {category}", param)
 
@@ -500,8 +537,11 @@ class Service:
         cfg, model = self.config, self.model
         if spec.model is not None and spec.model not in MODEL_ALIASES:
             raise APIError(400, "model_not_found", f"unknown model {spec.model!r}; this server has kinema-1", "model")
-        if spec.callback_url is not None and not spec.callback_url.startswith(("http://", "https://")):
-            raise APIError(400, "invalid_callback_url", "callback_url must be an http(s) URL", "callback_url")
+        if spec.callback_url is not None:
+            try:
+                check_callback_url(spec.callback_url, cfg.allow_private_callbacks)
+            except UnsafeCallback as e:
+                raise APIError(400, "invalid_callback_url", str(e), "callback_url") from None
         src = self.source(spec.video.id, owner) if spec.video is not None else edit_of
         size_text = spec.size or (src["size"] if src is not None else f"{model.width}x{model.height}")
         try:
@@ -757,7 +797,7 @@ def create_app(config: ServerConfig, pipeline: Any = None) -> FastAPI:
                 for d, s in zip(files.pop("keyframe"), seconds, strict=True)
             ]
         spec = parse_model(CreateVideo, fields)
-        row, fresh = service.submit(owner, spec, files, request.headers.get("idempotency-key"))
+        row, fresh = await run_in_threadpool(service.submit, owner, spec, files, request.headers.get("idempotency-key"))
         return created(row, fresh)
 
     @app.post("/v1/videos/extensions", tags=["videos"], responses={200: {"content": video_schema}})
@@ -766,7 +806,7 @@ def create_app(config: ServerConfig, pipeline: Any = None) -> FastAPI:
         fields, _ = await read_request(request)
         ext = parse_model(ExtendVideo, fields)
         spec = CreateVideo(**ext.model_dump(exclude={"extend"}), extend=ext.extend)
-        row, fresh = service.submit(owner, spec, {}, request.headers.get("idempotency-key"))
+        row, fresh = await run_in_threadpool(service.submit, owner, spec, {}, request.headers.get("idempotency-key"))
         return created(row, fresh)
 
     @app.get("/v1/videos", tags=["videos"])
@@ -845,7 +885,7 @@ def create_app(config: ServerConfig, pipeline: Any = None) -> FastAPI:
     async def remix_video(video_id: str, request: Request, owner: str = Depends(authenticate)) -> JSONResponse:
         """Re-render a completed video to a new prompt (an SDEdit of it: layout and timing kept)."""
         fields, _ = await read_request(request)
-        return remix(video_id, fields, owner, request.headers.get("idempotency-key"))
+        return await run_in_threadpool(remix, video_id, fields, owner, request.headers.get("idempotency-key"))
 
     @app.post("/v1/videos/edits", tags=["videos"], responses={200: {"content": video_schema}})
     async def edit_video(request: Request, owner: str = Depends(authenticate)) -> JSONResponse:
@@ -854,7 +894,7 @@ def create_app(config: ServerConfig, pipeline: Any = None) -> FastAPI:
         ref = fields.pop("video", None)
         if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
             raise APIError(400, "invalid_request", "video: {id} is required", "video")
-        return remix(ref["id"], fields, owner, request.headers.get("idempotency-key"))
+        return await run_in_threadpool(remix, ref["id"], fields, owner, request.headers.get("idempotency-key"))
 
     @app.get("/v1/models", tags=["models"])
     def list_models(owner: str = Depends(authenticate)) -> JSONResponse:

@@ -3,7 +3,8 @@
 A key reads `kn-<id>-<secret>`: the id finds the row, and only sha256("<id>:<secret>") is stored, so the
 database never holds a usable key and two keys with the same secret would not share a hash. Limits are
 token buckets (the meter of RFC 2697 and of most API gateways): `burst` tokens refilled at `rate` per
-second; a request that finds no token is told the seconds until the next one (Retry-After).
+second; a request that finds no token is told the seconds until the next one (Retry-After). The buckets
+are rows of the server's database, so restarting the server does not hand every key a fresh burst.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 
 from kinema.server.jobs import Store
@@ -44,36 +44,20 @@ def check_key(store: Store, key: str) -> str | None:
     return key_id
 
 
-class TokenBucket:
-    """`burst` tokens, refilled at `rate` per second. take() -> 0.0 when allowed, else seconds to wait."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = burst, time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> float:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return 0.0
-            return (1 - self.tokens) / self.rate
+def refill(tokens: float, stamp: float, now: float, rate: float, burst: float) -> float:
+    """The tokens of a bucket that held `tokens` at time `stamp` (Unix seconds), at time `now`. A clock that
+    went back counts as no time passed."""
+    return min(burst, tokens + max(0.0, now - stamp) * rate)
 
 
 class Limiter:
-    """One bucket per (key, kind): kind "request" meters every call, "submit" meters new jobs."""
+    """One token bucket per (key, kind): kind "request" meters every call, "submit" meters new jobs. The
+    buckets live in the database (Store.take_token), so a restarted server keeps every key's window."""
 
-    def __init__(self, limits: dict[str, tuple[float, float]]) -> None:
-        self.limits = limits
-        self.buckets: dict[tuple[str, str], TokenBucket] = {}
-        self.lock = threading.Lock()
+    def __init__(self, store: Store, limits: dict[str, tuple[float, float]]) -> None:
+        self.store, self.limits = store, limits
 
     def take(self, owner: str, kind: str) -> float:
-        with self.lock:
-            bucket = self.buckets.get((owner, kind))
-            if bucket is None:
-                bucket = self.buckets[(owner, kind)] = TokenBucket(*self.limits[kind])
-        return bucket.take()
+        """0.0 when the call may go ahead, else the seconds to wait (Retry-After)."""
+        rate, burst = self.limits[kind]
+        return self.store.take_token(owner, kind, rate, burst, time.time())

@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS workers (
     pid INTEGER NOT NULL,
     ready_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS buckets (
+    owner TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    tokens REAL NOT NULL,
+    stamp REAL NOT NULL,
+    PRIMARY KEY (owner, kind)
+);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     video_id TEXT NOT NULL,
@@ -337,6 +344,25 @@ class Store:
 
     def ready_pids(self) -> set[int]:
         return {r[0] for r in self.db().execute("SELECT pid FROM workers")}
+
+    # ---- rate limits -----------------------------------------------------------------------------------
+
+    def take_token(self, owner: str, kind: str, rate: float, burst: float, now: float) -> float:
+        """One token from the (owner, kind) bucket, read and written back in one transaction so the windows
+        survive a restart: 0.0 when there was one, else the seconds until there is (auth.refill)."""
+        from kinema.server.auth import refill
+
+        with self.tx() as db:
+            row = db.execute("SELECT tokens, stamp FROM buckets WHERE owner = ? AND kind = ?", (owner, kind)).fetchone()
+            tokens = burst if row is None else refill(row["tokens"], row["stamp"], now, rate, burst)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
+            if wait == 0.0:
+                tokens -= 1
+            db.execute(
+                "INSERT OR REPLACE INTO buckets (owner, kind, tokens, stamp) VALUES (?, ?, ?, ?)",
+                (owner, kind, tokens, now),
+            )
+            return wait
 
     # ---- callbacks -------------------------------------------------------------------------------------
 

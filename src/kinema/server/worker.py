@@ -82,6 +82,29 @@ def write_outputs(video: Any, folder: Path) -> None:
     atomic_write(folder / "spritesheet.jpg", lambda p: Image.fromarray(sheet).save(p, format="JPEG", quality=90))
 
 
+def read_provenance(path: Path, payload: str) -> dict[str, Any]:
+    """What the saved MP4 itself says (as `kinema verify` reads it): the C2PA signature's validation state
+    and whether the invisible watermark with this video's payload is found in the decoded frames."""
+    from kinema import watermark
+    from kinema.provenance import read_state
+    from kinema.video_io import read_video
+
+    try:
+        c2pa = read_state(path)
+        mark = watermark.detect(read_video(path)[0], payload)
+    except Exception as e:  # a reading problem must not fail a finished video
+        log.warning("could not read the provenance of %s: %s", path, e)
+        return {"signature": {"status": "unreadable"}, "watermark": {"status": "unreadable"}}
+    return {
+        "signature": {"status": c2pa["state"], "failures": c2pa["failures"]},
+        "watermark": {
+            "status": "detected" if mark.detected else "not detected",
+            "payload": payload,
+            "bit_accuracy": round(mark.bit_accuracy, 4),
+        },
+    }
+
+
 def run_job(store: Store, pipe: Any, data_dir: Path, job: Any, retention_s: float) -> None:
     """Generate one claimed job and record how it ended (completed, failed, or removed if it was deleted)."""
     from kinema.pipeline import generate
@@ -105,7 +128,8 @@ def run_job(store: Store, pipe: Any, data_dir: Path, job: Any, retention_s: floa
             raise JobCancelled
         video = generate(pipe, request.pop("prompt", ""), progress=progress, **generate_kwargs(request, data_dir))
         write_outputs(video, video_dir(data_dir, video_id))
-        result = {**video.info, "expanded_prompt": video.expanded_prompt, "provenance": None}
+        provenance = read_provenance(video_dir(data_dir, video_id) / "video.mp4", video.watermark)
+        result = {**video.info, "expanded_prompt": video.expanded_prompt, "provenance": provenance}
         if not store.finish(video_id, attempt, "completed", retention_s, result=json.dumps(result)):
             raise JobCancelled
         log.info("completed %s (%s s)", video_id, video.info.get("wall_s"))
