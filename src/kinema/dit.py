@@ -106,6 +106,11 @@ class CrossAttention(nn.Module):
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
+def per_frame(x: Tensor, frame_tokens: int) -> Tensor:
+    """(B, N, D) tokens in t-h-w order -> (B, T', h*w, D), so per-frame (B, T', 1, D) terms broadcast."""
+    return x.unflatten(1, (-1, frame_tokens))
+
+
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
@@ -127,12 +132,14 @@ class DiTBlock(nn.Module):
     def forward(
         self, x: Tensor, c: Tensor, context: Tensor, mask: Tensor, rope: tuple[Tensor, Tensor], frame_tokens: int
     ) -> Tensor:
-        # c: (B, T', D) per latent frame -> per token by repeating over the frame's h*w tokens
-        mods = self.ada(c).repeat_interleave(frame_tokens, dim=1)  # (B, N, 6D)
-        sh1, sc1, g1, sh2, sc2, g2 = mods.chunk(6, dim=-1)
-        x = x + g1 * self.attn(modulate(self.norm1(x), sh1, sc1), rope)
+        # c: (B, T', D) per latent frame, broadcast over each frame's h*w tokens
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(c)[:, :, None].chunk(6, dim=-1)  # (B, T', 1, D) each
+        f = frame_tokens
+        y = modulate(per_frame(self.norm1(x), f), sh1, sc1).flatten(1, 2)
+        x = x + (g1 * per_frame(self.attn(y, rope), f)).flatten(1, 2)
         x = x + self.cross(self.norm_cross(x), context, mask)
-        return x + g2 * self.mlp(modulate(self.norm2(x), sh2, sc2))
+        y = modulate(per_frame(self.norm2(x), f), sh2, sc2).flatten(1, 2)
+        return x + (g2 * per_frame(self.mlp(y), f)).flatten(1, 2)
 
 
 class FinalLayer(nn.Module):
@@ -143,8 +150,8 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(dim, out)
 
     def forward(self, x: Tensor, c: Tensor, frame_tokens: int) -> Tensor:
-        shift, scale = self.ada(c).repeat_interleave(frame_tokens, dim=1).chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
+        shift, scale = self.ada(c)[:, :, None].chunk(2, dim=-1)
+        return self.linear(modulate(per_frame(self.norm(x), frame_tokens), shift, scale).flatten(1, 2))
 
 
 class DiT(nn.Module):
