@@ -3,8 +3,7 @@
     python benchmarks/perf.py [--model PATH] [--repeats 3]
 
 Rows: the bf16 and fp32 matmul ceilings measured here; the DiT forward (CFG batch of 2, bf16 autocast)
-at the default clip (also with fp32 linear weights, as before inference stored them in bf16) and at larger
-token counts, as GFLOP/s and as a fraction of the bf16 ceiling; the cold
+at the default clip and at larger token counts, as GFLOP/s and as a fraction of the bf16 ceiling; the cold
 `kinema generate` wall time of the default clip (a fresh process: imports, model load, 30 steps, decode,
 MP4 write) and its peak resident memory. Medians over --repeats; the machine is shared, so compare rows
 from one run, as ratios.
@@ -13,7 +12,6 @@ from one run, as ratios.
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import resource
 import statistics
@@ -94,11 +92,6 @@ def main() -> None:
         latent = (1 + (frames - 1) // pipe.vae.cfg.temporal_ratio, h // s, w // s)
         sec, rate, tokens = dit_rate(pipe.dit, latent, meta.get("text_len", 128) // 2, args.repeats)
         rows.append((f"{label} ({tokens} tok x2)", f"{sec * 1000:.1f} ms", f"{rate:.0f} GFLOP/s", f"{rate / bf16:.2f}"))
-        if label == "DiT fwd, default clip":  # what the stored bf16 linear weights save: fp32 ones, cast per call
-            sec32, rate32, _ = dit_rate(copy.deepcopy(pipe.dit).float(), latent, meta.get("text_len", 128) // 2,
-                                        args.repeats)  # fmt: skip
-            rows.append((f"  same, fp32 linear weights ({sec32 / sec:.2f}x the time)", f"{sec32 * 1000:.1f} ms",
-                         f"{rate32:.0f} GFLOP/s", f"{rate32 / bf16:.2f}"))  # fmt: skip
     wall, peak = cold_generate(args.model, args.repeats)
     rows.append(("cold `kinema generate`, default clip", f"{wall:.1f} s", f"peak RSS {peak:.0f} MB", ""))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {args.model or SHIPPED_MODEL}")

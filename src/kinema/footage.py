@@ -394,22 +394,14 @@ def prepare_footage(
 
 def _encode_items(items: list[tuple[np.ndarray, str]], vae, enc, batch: int) -> dict:
     from kinema.data import to_tensor
-    from kinema.train import TEXT_LEN
+    from kinema.train import encode_clips
 
-    lat, tl, ml, ts, ms = [], [], [], [], []
-    for i in range(0, len(items), batch):
-        chunk = items[i : i + batch]
-        x = torch.stack([to_tensor(c) for c, _ in chunk])  # (B, 3, T, H, W) in [-1, 1]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            lat.append(vae.encode(x).to(torch.bfloat16))
-        for captions, es, ms_ in (([c for _, c in chunk], tl, ml), ([short_caption(c) for _, c in chunk], ts, ms)):
-            e, m = enc.encode(captions, pad_to=TEXT_LEN)
-            es.append(e.to(torch.bfloat16))
-            ms_.append(m)
-    return {
-        "latents": torch.cat(lat),
-        "text_long": torch.cat(tl),
-        "mask_long": torch.cat(ml),
-        "text_short": torch.cat(ts),
-        "mask_short": torch.cat(ms),
-    }
+    chunks = (items[i : i + batch] for i in range(0, len(items), batch))
+    return encode_clips(
+        (
+            (torch.stack([to_tensor(c) for c, _ in ch]), [c for _, c in ch], [short_caption(c) for _, c in ch])
+            for ch in chunks
+        ),
+        vae,
+        enc,
+    )

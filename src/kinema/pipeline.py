@@ -105,18 +105,6 @@ class Video:
         )
 
 
-def bf16_linears(model: torch.nn.Module) -> None:
-    """Store the weights of every nn.Linear in bf16, for inference under bf16 autocast.
-
-    Autocast casts fp32 linear weights to bf16 on every call; stored in bf16 they are used as they are,
-    and the results are bit-identical, since autocast would have rounded them to the same bf16 values.
-    Norm weights stay fp32, as autocast runs norms in fp32. The saving is small on this CPU (within noise
-    of fp32 weights in benchmarks/perf.py on a quiet machine) but it costs nothing and halves the memory."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Linear):
-            m.to(torch.bfloat16)
-
-
 class Pipeline:
     """Text encoder + DiT + VAE decoder, with the defaults the model was trained at."""
 
@@ -154,7 +142,6 @@ class Pipeline:
             from kinema.lora import apply_adapter
 
             apply_adapter(dit, Path(lora))
-        bf16_linears(dit)
         enc = text_encoder or TextEncoder.from_pretrained(meta.get("text_encoder_path"), meta.get("text_len", 128))
         return cls(vae.eval().requires_grad_(False), dit.eval().requires_grad_(False), enc, meta, folder)
 

@@ -135,44 +135,37 @@ def _context(anchor: bytes | None) -> c2pa.Context:
     return c2pa.Context.from_dict(settings)
 
 
-def manifest(model: str, version: str, seed: int, prompt: str, watermark: str | None, generation_id: str) -> dict:
-    """The manifest definition for one generated video (the prompt itself is never stored, only its hash)."""
+def _definition(version: str, title: str, label: str, data: dict) -> dict:
+    """A manifest definition with kinema as claim generator and one assertion of its own."""
     return {
         "claim_generator_info": [{"name": "kinema", "version": version}],
-        "title": f"kinema generation {generation_id}",
-        "assertions": [
-            {
-                "label": ASSERTION,
-                "data": {
-                    "model": model,
-                    "version": version,
-                    "seed": int(seed),
-                    "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
-                    "watermark": watermark,
-                    "generation_id": generation_id,
-                },
-            }
-        ],
+        "title": title,
+        "assertions": [{"label": label, "data": data}],
     }
+
+
+def manifest(model: str, version: str, seed: int, prompt: str, watermark: str | None, generation_id: str) -> dict:
+    """The manifest definition for one generated video (the prompt itself is never stored, only its hash)."""
+    data = {
+        "model": model,
+        "version": version,
+        "seed": int(seed),
+        "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
+        "watermark": watermark,
+        "generation_id": generation_id,
+    }
+    return _definition(version, f"kinema generation {generation_id}", ASSERTION, data)
 
 
 def world_manifest(version: str, seed: int, split: str, spec: dict) -> dict:
     """The manifest definition for one render of the procedural world (sign it as algorithmicMedia)."""
-    return {
-        "claim_generator_info": [{"name": "kinema", "version": version}],
-        "title": f"kinema world render {split} {seed}",
-        "assertions": [
-            {
-                "label": WORLD_ASSERTION,
-                "data": {
-                    "version": version,
-                    "seed": int(seed),
-                    "split": split,
-                    "spec_sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
-                },
-            }
-        ],
+    data = {
+        "version": version,
+        "seed": int(seed),
+        "split": split,
+        "spec_sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
     }
+    return _definition(version, f"kinema world render {split} {seed}", WORLD_ASSERTION, data)
 
 
 def sign_file(path: str | Path, definition: dict, source_type: str = "trainedAlgorithmicMedia") -> Path:

@@ -8,12 +8,16 @@ Wan, LTX-Video and Open-Sora) from a local transformers directory: `TextEncoder.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 T5_TYPES = ("t5", "mt5", "umt5")
+# transformers resolves its classes lazily on first use, and that is not safe from two threads at once (the
+# server loads the moderation encoder in a thread while a worker thread may load the generation one)
+_LOAD_LOCK = threading.Lock()
 
 
 def default_text_encoder_path() -> Path:
@@ -35,6 +39,11 @@ class TextEncoder:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, max_length: int = 96) -> TextEncoder:
         """Load from a transformers directory (config.json, tokenizer, weights); None = the shipped MiniLM."""
+        with _LOAD_LOCK:
+            return cls._load(path, max_length)
+
+    @classmethod
+    def _load(cls, path: str | Path | None, max_length: int) -> TextEncoder:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 

@@ -17,6 +17,7 @@ import copy
 import json
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,20 +137,34 @@ def prepare_world(
 def _encode_world(
     indices: list[int], shape: ClipShape, vae: VideoVAE, enc: TextEncoder, batch: int, bar: tqdm
 ) -> dict[str, torch.Tensor]:
-    """One shard: latents and both captions' embeddings (padded to TEXT_LEN) of world clips `indices`."""
+    """One shard of world clips `indices` (see encode_clips)."""
+
+    def batches() -> Iterator[tuple[torch.Tensor, list[str], list[str]]]:
+        for i in range(0, len(indices), batch):
+            x, scenes = world_batch(indices[i : i + batch], shape)
+            yield x, [long_caption(sc) for sc in scenes], [short_caption(sc) for sc in scenes]
+
+    return encode_clips(batches(), vae, enc, bar)
+
+
+def encode_clips(
+    batches: Iterable[tuple[torch.Tensor, list[str], list[str]]],
+    vae: VideoVAE,
+    enc: TextEncoder,
+    bar: tqdm | None = None,
+) -> dict[str, torch.Tensor]:
+    """One shard from (clips (B, 3, T, H, W) in [-1, 1], long captions, short captions) batches: bf16
+    latents and both captions' embeddings and masks, padded to TEXT_LEN (the shard format LatentShards reads)."""
     lat, tl, ml, ts, ms = [], [], [], [], []
-    for i in range(0, len(indices), batch):
-        x, scenes = world_batch(indices[i : i + batch], shape)
+    for x, long, short in batches:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             lat.append(vae.encode(x).to(torch.bfloat16))
-        for captions, es, ms_ in (
-            ([long_caption(sc) for sc in scenes], tl, ml),
-            ([short_caption(sc) for sc in scenes], ts, ms),
-        ):
+        for captions, es, ms_ in ((long, tl, ml), (short, ts, ms)):
             e, m = enc.encode(captions)  # padded to the longest, then to TEXT_LEN below
             es.append(torch.nn.functional.pad(e, (0, 0, 0, TEXT_LEN - e.shape[1])).to(torch.bfloat16))
             ms_.append(torch.nn.functional.pad(m, (0, TEXT_LEN - m.shape[1])))
-        bar.update(len(scenes))
+        if bar is not None:
+            bar.update(len(long))
     return {
         "latents": torch.cat(lat),
         "text_long": torch.cat(tl),

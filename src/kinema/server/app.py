@@ -227,10 +227,19 @@ class ShotIn(BaseModel):
     seconds: float
 
 
-class CreateVideo(BaseModel):
-    """POST /v1/videos (JSON, or the same fields as multipart/form-data with input_reference as a file)."""
+class JobOptions(BaseModel):
+    """Fields every request that starts a job takes: sampling settings and the state-change callback."""
 
     model_config = ConfigDict(extra="forbid")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    steps: int | None = None
+    guidance: float | None = None
+    callback_url: str | None = Field(None, max_length=2000)
+
+
+class CreateVideo(JobOptions):
+    """POST /v1/videos (JSON, or the same fields as multipart/form-data with input_reference as a file)."""
+
     prompt: str = Field("", max_length=4000)
     model: str | None = None
     seconds: str | None = Field(None, description='Duration as a string, e.g. "2".')
@@ -244,32 +253,18 @@ class CreateVideo(BaseModel):
         None, description="With shots: the frame later shots are conditioned on (default none)."
     )
     loop: bool = False
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    steps: int | None = None
-    guidance: float | None = None
-    callback_url: str | None = Field(None, max_length=2000)
 
 
-class RemixVideo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RemixVideo(JobOptions):
     prompt: str = Field(..., max_length=4000)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    steps: int | None = None
-    guidance: float | None = None
-    callback_url: str | None = Field(None, max_length=2000)
 
 
-class ExtendVideo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExtendVideo(JobOptions):
     prompt: str = Field(..., max_length=4000)
     video: VideoRef
     seconds: str | None = None
     extend: Literal["forward", "backward"] = "forward"
     model: str | None = None
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    steps: int | None = None
-    guidance: float | None = None
-    callback_url: str | None = Field(None, max_length=2000)
 
 
 def check_image(data: bytes, param: str, max_pixels: int) -> Image.Image:
