@@ -13,7 +13,10 @@ README's "Conditioning, measured" has the shipped model's numbers:
   copied into the output: inf means bit-exact) and the re-decoded join frames the extension was
   conditioned on; continuity at each join: mean |pixel jump| from the last given to the first generated
   frame, divided by the median frame-to-frame change of the generated part (1 = as smooth as the video
-  itself): image-to-video, extension forward and backward, and the wrap of a loop;
+  itself): image-to-video, extension forward and backward, and the wrap of a loop; keyframe interpolation
+  (the clip's first and last frames at 0 s and its end: PSNR of the output there, the jump into the last
+  one) and infill (0.75-1.25 s regenerated: PSNR of the kept and of the regenerated frames, the jump at the
+  fill's edges);
 - shots: identity across a hard cut for each --contexts (generate's shot_context, and a ground-truth floor):
   colour, best-fit shape and area of every object named in both shots, before vs after the cut, the
   background colour, and where the largest frame-to-frame step falls (the cut placement);
@@ -72,6 +75,7 @@ def conditioned_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, 
     r = pipe.vae.cfg.temporal_ratio
     kw = kw_of(args, size, fps)
     i2v_psnr, fwd_psnr, join_psnr, i2v_jump, fwd_jump, bwd_jump, loop_jump = ([] for _ in range(7))
+    key_psnr, key_jump, fill_psnr, fill_kept, fill_jump = ([] for _ in range(5))
     for i in range(args.n):
         clip, scene = scene_clip(i, size, fps, 2.0)
         prompt = world.short_caption(scene)
@@ -90,6 +94,19 @@ def conditioned_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, 
         bwd_jump.append(jump_ratio(v, new, v[:new]))
         v = pipe(prompt, loop=True, seconds=2.0, seed=i, **kw).frames
         loop_jump.append(jump_ratio(np.concatenate([v, v[:1]]), len(v)))
+        # interpolation: the clip's first and last frames as keyframes at 0 s and at its end
+        end = (len(given) - 1) / fps
+        v = pipe(prompt, keyframes=[(given[0], 0.0), (given[-1], end)], seconds=end, seed=i, **kw).frames
+        key_psnr.append((psnr(v[0], given[0]) + psnr(v[-1], given[-1])) / 2)
+        key_jump.append(jump_ratio(v, len(v) - 1))
+        # infill: the middle half second regenerated, the rest kept
+        lo, hi = 0.75, 1.25
+        v = pipe(prompt, fill=given, missing=(lo, hi), seed=i, **kw).frames
+        gone = [f for f in range(len(given)) if lo <= f / fps < hi]
+        kept = [f for f in range(len(given)) if f < gone[0] - r or f > gone[-1] + r]  # clear of the latent edges
+        fill_kept.append(psnr(v[kept], given[kept]))
+        fill_psnr.append(psnr(v[gone], given[gone]))
+        fill_jump.append((jump_ratio(v, gone[0]) + jump_ratio(v, gone[-1] + 1)) / 2)
     mean = lambda xs: float(np.mean(xs))
     return [
         ("PSNR image-to-video frame 0 vs image (dB)", mean(i2v_psnr), "VAE round trip: the latent is kept exactly"),
@@ -99,6 +116,11 @@ def conditioned_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, 
         ("join jump / typical step: extend forward", mean(fwd_jump), "last input -> first new"),
         ("join jump / typical step: extend backward", mean(bwd_jump), "last new -> first input"),
         ("join jump / typical step: loop wrap", mean(loop_jump), "last frame -> first frame"),
+        ("PSNR keyframes: output at 0 s and the end vs the images (dB)", mean(key_psnr), "first and last given"),
+        ("join jump / typical step: into the last keyframe", mean(key_jump), "frame T-2 -> T-1"),
+        ("PSNR infill: frames outside the filled latents (dB)", mean(fill_kept), "re-decoded: the VAE round trip"),
+        ("PSNR infill: regenerated frames vs the original (dB)", mean(fill_psnr), "a plausible fill need not match"),
+        ("join jump / typical step: infill edges", mean(fill_jump), "mean of entry and exit"),
     ]
 
 
@@ -288,7 +310,7 @@ def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tu
 def print_rows(rows: list[tuple]) -> None:
     for name, value, note in rows:
         cell = f"{value:8.2f}" if isinstance(value, float) else f"{value!s:>8}"
-        print(f"{name:<50} {cell}  {note}", flush=True)
+        print(f"{name:<62} {cell}  {note}", flush=True)
 
 
 SECTIONS = ("conditioned", "shots", "long", "aspects")

@@ -92,6 +92,19 @@ def test_world_buckets_prepare_and_train(tmp_path: Path, text_encoder) -> None:
                    text_encoder=text_encoder)  # fmt: skip
     assert result["step"] == 6 and all(torch.isfinite(torch.tensor(list(result["losses"].values()))))
     assert {draw_batch(sets, null, step, 0, 2, TaskMix(), 0.1, 0.1).bucket for step in range(6)} == {0, 1}
+    # object masks per bucket: clip i of the world is in bucket i mod 2, sampled at that bucket's shape
+    from kinema import world
+    from kinema.data import object_mask, prepare_object_masks
+
+    assert prepare_object_masks(data) == [data / "sq32" / "objmask.pt", data / "wide48" / "objmask.pt"]
+    sets, _ = open_latents(data)
+    assert [s.shards.objects.shape == s.shards.latents[:, 0].shape for s in sets] == [True, True]
+    wide = ClipShape(5, 48, 32, 8.0)
+    scene = world.sample_scene(3, "train", aspect=1.5, duration=0.5)  # the second clip of wide48
+    assert torch.equal(sets[1].shards.objects[1], object_mask(scene, wide, 8, 4))
+    weighted = train(tmp_path / "weighted", data, vae_dir, preset="debug", steps=2, batch=2, save_every=2,
+                     warmup=1, object_weight=2.0, text_encoder=text_encoder)  # fmt: skip
+    assert weighted["step"] == 2
     from kinema import Pipeline
 
     pipe = Pipeline.from_pretrained(tmp_path / "run", text_encoder=text_encoder)

@@ -114,6 +114,12 @@ def generate(
         Path | None, typer.Option(help="A LoRA fine-tuning run folder: its adapter is merged into the model.")
     ] = None,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Use the prompt as written.")] = False,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile the DiT: faster steps after a slow first one (long videos, many shots)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     image: Annotated[
         Path | None, typer.Option(help="Animate this image (scaled to cover --size, center-cropped): frame 0.")
@@ -156,7 +162,7 @@ def generate(
     keyframes = [parse_keyframe(k) for k in keyframe] if keyframe else None
     gap = parse_range(missing) if missing is not None else None
     check_output_path(output, frames=1 if output.suffix.lower() == ".png" else 2)
-    pipe = Pipeline.from_pretrained(model, lora=lora)
+    pipe = Pipeline.from_pretrained(model, lora=lora, compile=compile)
     wh = parse_size(size) or (pipe.meta["width"], pipe.meta["height"])
     f = fps or pipe.meta["fps"]
     plain = all(v is None for v in (image, video, keyframes, fill, edit, shots))
@@ -338,8 +344,6 @@ def prepare_world_cmd(
     from kinema.footage import bucket_set
     from kinema.train import DEFAULT_SHAPE, prepare_world
 
-    if object_masks and buckets:
-        raise ValueError("--object-masks works with one clip shape only, not with --buckets")
     shape = ClipShape(DEFAULT_SHAPE.frames, DEFAULT_SHAPE.width, DEFAULT_SHAPE.height, fps)
     sizes = bucket_set(buckets) if buckets else None  # checked against the VAE's ratios in prepare_world
     prepare_world(out, vae, n, shape, buckets=sizes, bucket_set=buckets or "")
@@ -433,6 +437,12 @@ def train(
     object_weight: Annotated[
         float, typer.Option(help="Extra loss weight on latent cells with objects (needs prepare-world --object-masks).")
     ] = 0.0,
+    object_t_max: Annotated[
+        float,
+        typer.Option(
+            help="Apply --object-weight only on latent frames at timestep <= this (1: all; 0.5: the less noisy half)."
+        ),
+    ] = 1.0,
 ) -> None:
     """Train or fine-tune the diffusion transformer; runs unchanged under `torchrun -m kinema train`."""
     from kinema.dit import DIT_PRESETS
@@ -470,6 +480,7 @@ def train(
         sample_every=sample_every,
         warmup=warmup,
         object_weight=object_weight,
+        object_t_max=object_t_max,
         world_clips=world_clips,
     )
 

@@ -59,21 +59,35 @@ def object_mask(scene: world.Scene, shape: ClipShape, space: int = 4, time: int 
     return torch.nn.functional.max_pool2d(lat[:, None], 3, stride=1, padding=1)[:, 0] > 0
 
 
-def prepare_object_masks(folder: Path) -> Path:
+def prepare_object_masks(folder: Path) -> list[Path]:
     """Write objmask.pt (N, T_lat, h, w) bool for a folder written by `kinema prepare-world` (world clips
-    0..N-1 of the train split), so training can weight the loss on objects. Skipped if already written."""
+    0..N-1 of the train split), so training can weight the loss on objects; with `--buckets`, one file in
+    each bucket's sub-folder (clip i is in bucket i mod the set's size). Files already written are kept."""
     folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    if "buckets" in meta:
+        if meta.get("kind") != "world":
+            raise ValueError(f"{folder} holds footage; object masks need the procedural world's scenes")
+        every = len(meta["buckets"])
+        jobs = [
+            (folder / name, range(i, meta["n"], every), ClipShape(b["frames"], b["width"], b["height"], meta["fps"]))
+            for i, (name, b) in enumerate(meta["buckets"].items())
+        ]
+    else:
+        jobs = [(folder, range(meta["n"]), ClipShape(**meta["shape"]))]
+    return [_write_object_masks(*job) for job in jobs]
+
+
+def _write_object_masks(folder: Path, indices: range, shape: ClipShape) -> Path:
     path = folder / "objmask.pt"
     if path.is_file():
         return path
-    meta = json.loads((folder / "meta.json").read_text())
-    shape = ClipShape(**meta["shape"])
     first = torch.load(sorted(folder.glob("shard_*.pt"))[0], weights_only=True)["latents"]
     _, _, t, h, _ = first.shape  # the VAE's compression, from the latents it wrote
     space, time = shape.height // h, (shape.frames - 1) // max(1, t - 1)
     duration = (shape.frames - 1) / shape.fps
     masks = []
-    for i in range(meta["n"]):
+    for i in indices:
         scene = world.sample_scene(i, "train", aspect=shape.width / shape.height, duration=duration)
         masks.append(object_mask(scene, shape, space, time))
     tmp = folder / "objmask.pt.tmp"

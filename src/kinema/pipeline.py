@@ -113,11 +113,18 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path | None = None, text_encoder: TextEncoder | None = None, lora: str | Path | None = None
+        cls,
+        path: str | Path | None = None,
+        text_encoder: TextEncoder | None = None,
+        lora: str | Path | None = None,
+        compile: bool = False,
     ) -> Pipeline:
         """Load a model folder; None loads the model shipped inside the package (or, with lora, the base
         model the adapter was trained on). lora: a fine-tuning run folder whose lora.safetensors is merged
-        into the DiT's weights."""
+        into the DiT's weights. compile: run the DiT's forward through torch.compile (inductor fuses the
+        norms, modulation and RoPE around the matmuls; see benchmarks/perf.py --compile for the measured
+        gain). The first call at each shape compiles (a minute or more on a small CPU, less once inductor's
+        on-disk cache holds it), so it pays off for long videos and for servers, not for one short clip."""
         if path is None and lora is not None:
             base = read_config(Path(lora), "lora").get("base", "shipped")
             path = None if base == "shipped" else base
@@ -143,7 +150,10 @@ class Pipeline:
 
             apply_adapter(dit, Path(lora))
         enc = text_encoder or TextEncoder.from_pretrained(meta.get("text_encoder_path"), meta.get("text_len", 128))
-        return cls(vae.eval().requires_grad_(False), dit.eval().requires_grad_(False), enc, meta, folder)
+        dit.eval().requires_grad_(False)
+        if compile:
+            dit.compile(dynamic=False)  # in place: still a DiT (encode_text, cfg), its forward compiled
+        return cls(vae.eval().requires_grad_(False), dit, enc, meta, folder)
 
     @property
     def stride(self) -> int:

@@ -358,11 +358,15 @@ def train(
     keep: int = 2,
     warmup: int = 200,
     object_weight: float = 0.0,
+    object_t_max: float = 1.0,
     world_clips: int = 8000,
 ) -> dict:
     """Train (or fine-tune) the DiT; under torchrun every rank runs this and FSDP2 shards the model.
     object_weight > 0 weights the loss on latent cells where objects are 1 + object_weight times the rest
-    (the data needs objmask.pt: `kinema prepare-world --object-masks`). data_dir None: rank 0 first renders
+    (the data needs objmask.pt: `kinema prepare-world --object-masks`), on latent frames whose timestep is
+    at most object_t_max: at low noise x_t fixes where the objects are, so the weight only sharpens them;
+    at high noise a weight that depends on the target tilts the optimal prediction toward drawing an object
+    wherever one might be (extra blobs). data_dir None: rank 0 first renders
     and encodes `world_clips` clips of the procedural world into out/world (resumable, as
     `kinema prepare-world`) while the other ranks wait."""
     d = init_distributed()
@@ -396,6 +400,7 @@ def _train(
     keep: int,
     warmup: int,
     object_weight: float,
+    object_t_max: float,
     world_clips: int,
     d: Dist,
 ) -> dict:
@@ -459,7 +464,7 @@ def _train(
             **({"init": str(init)} if init else {}),
             **({"lora": lora} if lora else {}),
             **({"ranks": d.world} if d.world > 1 else {}),
-            **({"object_weight": object_weight} if object_weight else {}),
+            **({"object_weight": object_weight, "object_t_max": object_t_max} if object_weight else {}),
         )
         (out / "args.json").write_text(json.dumps(args, indent=2))
         shape = main_set.shape
@@ -489,7 +494,8 @@ def _train(
             v = model(add_noise(x0, noise, t), t, text, mask)
         weight = (~bt.cond).float()[:, None, :, None, None].to(d.device)
         if object_weight and bt.objects is not None:  # the small objects matter more than the background
-            weight = weight * (1 + object_weight * bt.objects.to(d.device))
+            low_noise = (bt.t <= object_t_max).float()[:, None, :, None, None]  # (B, 1, T, 1, 1)
+            weight = weight * (1 + object_weight * low_noise.to(d.device) * bt.objects.to(d.device))
         loss = flow_loss(v, x0, noise, weight=weight)
         if d.world > 1:  # gradients are averaged over ranks: scale each rank's mean to its share of the batch
             loss = loss * (max(1, int((~bt.cond).sum())) / max(1, bt.loss_frames)) * d.world
