@@ -277,3 +277,16 @@ def test_python_api_errors(debug_pipe: Pipeline, clip: np.ndarray) -> None:
         debug_pipe("a red circle", shots=[{"prompt": "a red circle", "seconds": 1}])
     with pytest.raises(KinemaError, match="seconds"):
         debug_pipe(shots=[{"prompt": "a red circle", "seconds": "long"}])
+
+
+def test_carry_residual_fades_the_vae_error_into_the_new_frames() -> None:
+    from kinema.pipeline import carry_residual
+
+    given = np.full((8, 8, 3), 110, np.uint8)
+    decoded = np.full((8, 8, 3), 100, np.uint8)  # the VAE's round trip of the join frame: 10 levels off
+    new = np.full((6, 8, 8, 3), 100, np.uint8)
+    after = carry_residual(given, decoded, new, at_end=False)[:, 0, 0, 0].tolist()
+    assert after == [108, 106, 104, 102, 100, 100]  # 4/5, 3/5, 2/5, 1/5 of the error, then nothing
+    before = carry_residual(given, decoded, new, at_end=True)[:, 0, 0, 0].tolist()
+    assert before == after[::-1]
+    assert carry_residual(np.full((8, 8, 3), 0, np.uint8), decoded, new, at_end=False).min() == 20  # clipped
