@@ -125,4 +125,7 @@ def test_object_weighted_loss_uses_world_masks(shards: tuple[Path, Path], tmp_pa
     plain = train(tmp_path / "plain", data, vae_dir, **kw)
     weighted = train(tmp_path / "weighted", data, vae_dir, object_weight=4.0, **kw)
     assert plain["losses"][1] != weighted["losses"][1]  # same batch and init, a different weighting
+    # gated to timesteps no frame has (clean reference frames sit at t = 0 but carry no loss): the plain loss
+    gated = train(tmp_path / "gated", data, vae_dir, object_weight=4.0, object_t_max=1e-9, **kw)
+    assert gated["losses"] == plain["losses"]
     (data / "objmask.pt").unlink()  # the module's other tests use the shards without masks
