@@ -38,6 +38,7 @@ from kinema.conditioning import (
     encode_still,
     encode_tail,
     keyframe_reference,
+    latent_index,
     load_image,
     load_video,
     missing_latents,
@@ -275,6 +276,15 @@ def crossfade(old: np.ndarray, new: np.ndarray, towards_end: bool) -> np.ndarray
     return (old * (1 - w) + new * w).round().astype(np.uint8)
 
 
+FADE = 4  # frames over which a kept frame's VAE error is carried into generated neighbours (one latent frame)
+
+
+def _fade(distance: np.ndarray) -> np.ndarray:
+    """Share of a kept frame's error given to a generated frame `distance` frames away: 4/5, 3/5, 2/5, 1/5,
+    then nothing."""
+    return np.clip(FADE + 1 - distance, 0, None).astype(np.float32) / (FADE + 1)
+
+
 def carry_residual(given: np.ndarray, decoded: np.ndarray, new: np.ndarray, at_end: bool) -> np.ndarray:
     """Shift generated frames next to a join with kept input frames by the VAE's round-trip error there.
 
@@ -285,12 +295,31 @@ def carry_residual(given: np.ndarray, decoded: np.ndarray, new: np.ndarray, at_e
     frame); the frames beyond are left as sampled. at_end: the join is after `new` (backward extension),
     else before it."""
     residual = given.astype(np.float32) - decoded.astype(np.float32)  # (H, W, 3)
-    n = min(len(new), 4)
-    w = np.zeros(len(new), np.float32)
-    w[:n] = np.arange(n, 0, -1, dtype=np.float32) / (n + 1)  # n/(n+1) next to the join ... 1/(n+1)
+    w = _fade(np.arange(1, len(new) + 1))
     w = w[::-1] if at_end else w
     out = new.astype(np.float32) + w[:, None, None, None] * residual
     return out.clip(0, 255).round().astype(np.uint8)
+
+
+def keep_frames(out: np.ndarray, src: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The decoded video `out` with the frames where `kept` is True replaced by the input's own `src`
+    frames (bit-exact, as a user expects of an animated image, a keyframe or the untouched part of an
+    infill), and the error of each kept frame next to generated ones carried into those, fading over FADE
+    frames on each side (see carry_residual; between two near kept frames, interpolated)."""
+    fixed = out.astype(np.float32)
+    for f in np.flatnonzero(~kept):
+        shares = []  # (weight, error) of the nearest kept frame before and after, if within FADE frames
+        for side in (-1, 1):
+            g = f + side
+            while 0 <= g < len(out) and not kept[g] and abs(g - f) <= FADE:
+                g += side
+            if 0 <= g < len(out) and kept[g]:
+                shares.append((float(_fade(np.array(abs(g - f)))), src[g].astype(np.float32) - out[g]))
+        total = sum(w for w, _ in shares)
+        if total > 0:  # between two near kept frames the shares are normalised: an interpolation, no overshoot
+            fixed[f] += sum(w * e for w, e in shares) / max(1.0, total)
+    fixed[kept] = src[kept]
+    return fixed.clip(0, 255).round().astype(np.uint8)
 
 
 class _Run:
@@ -482,18 +511,24 @@ def generate(
     elif task in ("text", "image"):
         ref = None
         if image is not None:
+            still = load_image(image, size)
             ref = run.reference(min(T, run.window))
-            ref.put(0, encode(vae, load_image(image, size)[None]))
+            ref.put(0, encode(vae, still[None]))
         out = run.clip(ref, min(T, run.window))
+        if image is not None:  # frame 0 is the image itself, not its VAE round trip
+            out = keep_frames(out, *_pinned(out, {0: still}))
         if T > run.window:
             out = run.extend(out, T - run.window, backward=False, protected=0)
     elif task == "keyframes":
         kf = [(load_image(img, size), float(sec)) for img, sec in keyframes]
         out = run.clip(keyframe_reference(vae, kf, fps, T, size), T)
+        out = keep_frames(out, *_pinned(out, {round(sec * fps): img for img, sec in kf}))
     elif task == "fill":
         given = torch.ones(T, dtype=torch.bool)
         given[missing_latents(missing, fps, len(src), r)] = False
         out = run.clip(Reference(encode(vae, src), given), T)
+        kept = given[[latent_index(f, r) for f in range(len(out))]].numpy()
+        out = keep_frames(out, src, kept)  # the frames outside the regenerated latents are the input's
     elif task == "edit":
         out = run.clip(None, T, init=encode(vae, src), strength=strength or EDIT_STRENGTH)
     else:  # loop: see loop_reference
@@ -513,6 +548,14 @@ def generate(
         "wall_s": round(time.time() - started, 3),
     }
     return Video(out, fps, prompt, text, int(seed), info)
+
+
+def _pinned(out: np.ndarray, frames: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(src, kept) for keep_frames: `out` with the given frames (index: image) put in, and their mask."""
+    src, kept = out.copy(), np.zeros(len(out), bool)
+    for f, image in frames.items():
+        src[f], kept[f] = image, True
+    return src, kept
 
 
 def _frame_count(
