@@ -542,3 +542,28 @@ def test_serve_cli_refuses_a_busy_data_dir_or_port(tmp_path):
     assert out.exit_code == 2 and "cannot listen on" in out.output and "Traceback" not in out.output, out.output
     out = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path / "free"), "--submit-rate", "0"])
     assert out.exit_code == 2 and "must be > 0" in out.output, out.output
+
+
+def test_serve_compile_reaches_the_worker_processes(tmp_path: Path, debug_model: Path, monkeypatch) -> None:
+    """ServerConfig(compile=True) (kinema serve --compile) is passed to each spawned worker's process_main,
+    which hands it to Pipeline.from_pretrained."""
+    import inspect
+
+    from kinema.server import app as server_app
+    from kinema.server import worker
+
+    started = []
+
+    class FakeProcess:
+        def __init__(self, target, args, daemon, name) -> None:
+            started.append(dict(zip(inspect.signature(target).parameters, args, strict=False)))
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(server_app.mp, "get_context", lambda kind: type("Ctx", (), {"Process": FakeProcess}))
+    for flag in (False, True):
+        service = server_app.Service(ServerConfig(data_dir=tmp_path / str(flag), model=debug_model, compile=flag))
+        service._start_worker("w0")
+    assert [s["compile"] for s in started] == [False, True] and started[0]["model"] == str(debug_model)
+    assert "compile" in inspect.signature(worker.process_main).parameters

@@ -117,7 +117,9 @@ def generate(
     compile: Annotated[
         bool,
         typer.Option(
-            "--compile", help="torch.compile the DiT: faster steps after a slow first one (long videos, many shots)."
+            "--compile",
+            help="torch.compile the DiT: each step faster, but compiling costs more than it saves in one video "
+            "on a small CPU; for long-lived processes (kinema serve --compile) and GPUs.",
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -638,6 +640,9 @@ def serve(
     data_dir: DataDir = Path("kinema-data"),
     workers: Annotated[int, typer.Option(help="Generation worker processes (each loads the model once).")] = 1,
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile each worker's DiT (the first job at each size compiles).")
+    ] = False,
     retention_hours: Annotated[float, typer.Option(help="Delete videos this long after they finish.")] = 24.0,
     max_active_jobs: Annotated[int, typer.Option(help="Queued + running videos allowed per key.")] = 8,
     submit_rate: Annotated[float, typer.Option(help="New videos per second per key (token bucket).")] = 0.5,
@@ -687,7 +692,7 @@ def serve(
         retention_hours=retention_hours, max_active_jobs=max_active_jobs, submit_rate=submit_rate,
         submit_burst=submit_burst, request_rate=request_rate, request_burst=request_burst,
         max_body_mb=max_body_mb, max_seconds=max_seconds, max_steps=max_steps,
-        default_steps=default_steps, allow_private_callbacks=allow_private_callbacks,
+        default_steps=default_steps, allow_private_callbacks=allow_private_callbacks, compile=compile,
     )  # fmt: skip
     typer.echo(f"kinema studio and API on http://{host}:{port}/ (data in {data_dir})", err=True)
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")

@@ -78,6 +78,7 @@ class ServerConfig:
     poll_after_ms: int = 1000
     sweep_every_s: float = 60.0
     threads_per_worker: int | None = None  # None: the cores split between the workers
+    compile: bool = False  # torch.compile each worker's DiT (pays off in a long-lived worker, see perf.py)
 
 
 class APIError(Exception):
@@ -405,7 +406,8 @@ class Service:
             return
         threads = self.config.threads_per_worker or max(1, (os.cpu_count() or 1) // self.config.workers)
         model = str(self.config.model) if self.config.model is not None else None
-        args = (str(self.store.path), str(self.data_dir), model, name, threads, self.retention_s, os.getpid())
+        args = (str(self.store.path), str(self.data_dir), model, name, threads, self.retention_s, os.getpid(),
+                self.config.compile)  # fmt: skip
         p = mp.get_context("spawn").Process(target=W.process_main, args=args, daemon=True, name=name)
         p.start()
         self.workers[name] = p

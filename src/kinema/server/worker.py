@@ -179,7 +179,14 @@ def _die_with_parent() -> None:
 
 
 def process_main(
-    db_path: str, data_dir: str, model: str | None, name: str, threads: int, retention_s: float, parent: int
+    db_path: str,
+    data_dir: str,
+    model: str | None,
+    name: str,
+    threads: int,
+    retention_s: float,
+    parent: int,
+    compile: bool = False,
 ) -> None:
     """Entry point of one worker process (multiprocessing spawn)."""
     _die_with_parent()
@@ -191,7 +198,7 @@ def process_main(
 
     torch.set_num_threads(max(1, threads))
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(message)s")
-    pipe = Pipeline.from_pretrained(model)
+    pipe = Pipeline.from_pretrained(model, compile=compile)
     store = Store(db_path)
     store.worker_ready(name, os.getpid())
     stop = threading.Event()  # never set: SIGTERM ends the process, and the server re-queues its job
