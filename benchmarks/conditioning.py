@@ -16,7 +16,7 @@ README's "Conditioning, measured" has the shipped model's numbers:
   itself): image-to-video, extension forward and backward, and the wrap of a loop; keyframe interpolation
   (the clip's first and last frames at 0 s and its end: PSNR of the output there, the jump into the last
   one) and infill (0.75-1.25 s regenerated: PSNR of the kept and of the regenerated frames, the jump at the
-  fill's edges);
+  fill's edges); the floor of every jump: the ground truth through the VAE, at each latent-frame boundary;
 - shots: identity across a hard cut for each --contexts (generate's shot_context, and a ground-truth floor):
   colour, best-fit shape and area of every object named in both shots, before vs after the cut, the
   background colour, and where the largest frame-to-frame step falls (the cut placement);
@@ -75,10 +75,12 @@ def conditioned_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, 
     r = pipe.vae.cfg.temporal_ratio
     kw = kw_of(args, size, fps)
     i2v_psnr, fwd_psnr, join_psnr, i2v_jump, fwd_jump, bwd_jump, loop_jump = ([] for _ in range(7))
-    key_psnr, key_jump, fill_psnr, fill_kept, fill_jump = ([] for _ in range(5))
+    key_psnr, key_jump, fill_psnr, fill_kept, fill_jump, vae_jump = ([] for _ in range(6))
     for i in range(args.n):
         clip, scene = scene_clip(i, size, fps, 2.0)
         prompt = world.short_caption(scene)
+        rt = roundtrip(pipe, clip[: 1 + r * ((len(clip) - 1) // r)])  # the floor: no model, the VAE alone
+        vae_jump.append(float(np.mean([jump_ratio(rt, j) for j in range(1, len(rt), r)])))
         v = pipe(prompt, image=clip[0], seconds=2.0, seed=i, **kw).frames
         i2v_psnr.append(psnr(v[0], clip[0]))
         i2v_jump.append(jump_ratio(v, 1))
@@ -109,6 +111,7 @@ def conditioned_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, 
         fill_jump.append((jump_ratio(v, gone[0]) + jump_ratio(v, gone[-1] + 1)) / 2)
     mean = lambda xs: float(np.mean(xs))
     return [
+        ("jump / typical step: ground truth through the VAE", mean(vae_jump), "the floor: frame 0 -> 1, 4 -> 5, ..."),
         ("PSNR image-to-video frame 0 vs image (dB)", mean(i2v_psnr), "inf = copied bit-exact"),
         ("PSNR extension: kept input frames (dB)", mean(fwd_psnr), "inf = copied bit-exact"),
         ("PSNR extension: re-decoded join frames (dB)", mean(join_psnr), "what the next window is given"),

@@ -101,7 +101,6 @@ def main() -> None:
     s = pipe.vae.cfg.spatial_ratio
     dits: dict[str, torch.nn.Module] = {"": pipe.dit}
     if args.compile:  # inductor on CPU: fuses the norms, modulation, RoPE and softmax around the matmuls
-        pipe.dit.requires_grad_(False)
         dits[", compiled"] = torch.compile(pipe.dit, dynamic=False)
     for label, (frames, w, h) in {
         "DiT fwd, default clip": (meta["frames"], meta["width"], meta["height"]),

@@ -128,4 +128,6 @@ def test_object_weighted_loss_uses_world_masks(shards: tuple[Path, Path], tmp_pa
     # gated to timesteps no frame has (clean reference frames sit at t = 0 but carry no loss): the plain loss
     gated = train(tmp_path / "gated", data, vae_dir, object_weight=4.0, object_t_max=1e-9, **kw)
     assert gated["losses"] == plain["losses"]
+    with pytest.raises(ValueError, match="object_t_max"):
+        train(tmp_path / "bad", data, vae_dir, object_weight=4.0, object_t_max=0.0, **kw)
     (data / "objmask.pt").unlink()  # the module's other tests use the shards without masks

@@ -295,11 +295,12 @@ def carry_residual(given: np.ndarray, decoded: np.ndarray, new: np.ndarray, at_e
     generated frames, 4/5 of it next to the join, fading by a fifth a frame over four frames (one latent
     frame); the frames beyond are left as sampled. at_end: the join is after `new` (backward extension),
     else before it."""
-    residual = given.astype(np.float32) - decoded.astype(np.float32)  # (H, W, 3)
-    w = _fade(np.arange(1, len(new) + 1))
-    w = w[::-1] if at_end else w
-    out = new.astype(np.float32) + w[:, None, None, None] * residual
-    return out.clip(0, 255).round().astype(np.uint8)
+    kept = np.zeros(len(new) + 1, bool)
+    if at_end:
+        kept[-1] = True
+        return keep_frames(np.concatenate([new, decoded[None]]), np.concatenate([new, given[None]]), kept)[:-1]
+    kept[0] = True
+    return keep_frames(np.concatenate([decoded[None], new]), np.concatenate([given[None], new]), kept)[1:]
 
 
 def keep_frames(out: np.ndarray, src: np.ndarray, kept: np.ndarray) -> np.ndarray:

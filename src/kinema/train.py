@@ -410,6 +410,8 @@ def _train(
     rows = slice(d.rank * batch // d.world, (d.rank + 1) * batch // d.world)  # this rank's part of the batch
     if lora and init is None:
         raise ValueError("--lora adapts a trained model: name it with --init (shipped or a model folder)")
+    if not 0 < object_t_max <= 1:  # before any data is prepared or loaded
+        raise ValueError(f"object_t_max must be in (0, 1], got {object_t_max:g}")
     lora_base = None
     if lora:
         lora_base = "shipped" if str(init) == "shipped" else str(Path(init).resolve())
@@ -445,8 +447,6 @@ def _train(
         [p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.99), weight_decay=0.0
     )
     step = resume(out, model, ema, opt, d)
-    if not 0 < object_t_max <= 1:
-        raise ValueError(f"object_t_max must be in (0, 1], got {object_t_max:g}")
     if object_weight and any(s.shards.objects is None for s in sets):
         raise ValueError(f"object_weight needs object masks in {data_dir} (run kinema prepare-world --object-masks)")
     main_set = max(sets, key=lambda s: len(s.shards))
