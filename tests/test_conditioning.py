@@ -163,10 +163,23 @@ def test_dissolve_kept_blends_the_edges_of_an_infill() -> None:
     assert got == [150, 140, 130, 120, 110, 100, 100, 110, 120, 130, 140, 150]
 
 
+def test_close_loop_lands_the_last_frame_on_the_first() -> None:
+    from kinema.pipeline import close_loop
+
+    decoded = np.full((13, 2, 2, 3), 100, np.uint8)  # a loop's decoding: 9 frames, then a still pseudo-chunk
+    decoded[9:] = 90  # the pseudo-chunk decodes 10 levels off frame 0
+    first = np.full((2, 2, 3), 104, np.uint8)  # the given image (its decoding, frame 0, is 4 levels off)
+    got = close_loop(decoded, 9, first)[:, 0, 0, 0].tolist()
+    # frame 0 is the image; its error fades forward (4/5, 3/5 ...), the wrap's error (+14 at the pseudo
+    # frame) fades backward from the end, so the last frame steps into frame 0 as into the pseudo-chunk
+    assert got == [104, 103, 102, 102, 101, 103, 106, 108, 111]
+
+
 def test_loop_and_edit_and_one_frame(debug_pipe: Pipeline, clip: np.ndarray) -> None:
     one = dict(steps=1, guidance=1)
     assert debug_pipe("a red circle spins", loop=True, seconds=1, **one).frames.shape == (9, 64, 64, 3)
-    assert debug_pipe("a red circle spins", loop=True, image=clip[0], **one).frames.shape == (9, 64, 64, 3)
+    looped = debug_pipe("a red circle spins", loop=True, image=clip[0], **one).frames
+    assert looped.shape == (9, 64, 64, 3) and np.array_equal(looped[0], clip[0])  # the image itself
     near = debug_pipe("a blue circle falls", edit=clip, strength=0.05, **KW).frames
     far = debug_pipe("a blue circle falls", edit=clip, strength=1.0, **KW).frames
     base = roundtrip(debug_pipe, clip).astype(int)

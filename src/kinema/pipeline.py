@@ -547,9 +547,9 @@ def generate(
         out = dissolve_kept(out, src, kept)  # the frames outside the regenerated latents are the input's
     elif task == "edit":
         out = run.clip(None, T, init=encode(vae, src), strength=strength or EDIT_STRENGTH)
-    else:  # loop: see loop_reference
+    else:  # loop: see loop_reference and close_loop
         first = load_image(image, size) if image is not None else run.clip(None, 1)[0]
-        out = run.clip(loop_reference(run, first, T), T + 1)[: 1 + r * (T - 1)]
+        out = close_loop(run.clip(loop_reference(run, first, T), T + 1), 1 + r * (T - 1), first)
     info = {
         "model": "kinema-shipped" if pipe.path == SHIPPED_MODEL else pipe.path.name if pipe.path else "kinema",
         "task": task,
@@ -607,6 +607,17 @@ def loop_reference(run: _Run, first: np.ndarray, latents: int) -> Reference:
     ref.put(0, encode(run.pipe.vae, first[None]))
     ref.put(latents, encode_still(run.pipe.vae, first))
     return ref
+
+
+def close_loop(decoded: np.ndarray, frames: int, first: np.ndarray) -> np.ndarray:
+    """The first `frames` frames of a loop's decoding (see loop_reference), with frame 0 the first frame
+    itself and the wrap closed: the frame after the last one kept is the still pseudo-chunk's first
+    frame, which should be frame 0 again but is its decoding in another context. Pinning it to `first`
+    (keep_frames) carries that difference into the last frames, fading, so the last frame leads into
+    frame 0 as it led into the pseudo-chunk."""
+    ext = decoded[: frames + 1]
+    src, kept = _pinned(ext, {0: first, frames: first})
+    return keep_frames(ext, src, kept)[:frames]
 
 
 def _progress_counter(progress: Callable[[int, int], None] | None) -> Callable[[int, int], None] | None:
