@@ -194,6 +194,7 @@ def test_eval_command_baseline_and_bad_input(tmp_path: Path) -> None:
         ["--ground-truth", "--set", "nope"],
         ["--baseline", "nope"],
         ["--videos", str(tmp_path / "missing")],
+        ["--sampler", "rk4"],
     ):
         result = runner.invoke(app, ["eval", *args, "--n", "2", "--out", str(tmp_path / "x")])
         assert result.exit_code == 2 and "error:" in result.output, (args, result.output)
@@ -231,6 +232,16 @@ def test_model_continues_ground_truth_in_conditioned_mode(debug_pipe) -> None:
     frames, fps = source({**items[0], "index": 0}, 0)
     assert frames.shape == truth.shape and fps == FPS
     assert rep["n"] == 2 and 0.0 <= rep["conditioned"]["score"] <= 1.0 and rep["conditioned"]["observed"] == 9
+
+
+def test_model_source_passes_the_sampler(debug_pipe) -> None:
+    item = {**evaluate.prompt_set("test", 1)[0], "index": 0}
+    kw = dict(steps=2, guidance=1.0, expand=False)
+    euler, _ = evaluate.from_model(debug_pipe, **kw)(item, 0)
+    heun, _ = evaluate.from_model(debug_pipe, sampler="heun", **kw)(item, 0)
+    seconds = float(item["spec"]["scene"]["duration"])
+    direct = debug_pipe(item["prompt"], sampler="heun", seed=0, seconds=seconds, **kw).frames
+    assert np.array_equal(direct, heun) and not np.array_equal(euler, heun)
 
 
 def test_distribution_suite_g() -> None:

@@ -517,6 +517,7 @@ def eval_cmd(
     seeds: Annotated[int, typer.Option(help="Videos per prompt (sampling seeds).")] = 1,
     steps: Annotated[int, typer.Option()] = 30,
     guidance: Annotated[float, typer.Option()] = 5.0,
+    sampler: Annotated[str, typer.Option(help="euler or heun (heun: two model calls a step).")] = "euler",
     seed: Annotated[int, typer.Option()] = 0,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Score raw prompts, without expansion.")] = False,
     conditioned: Annotated[
@@ -530,6 +531,7 @@ def eval_cmd(
 ) -> None:
     """The World benchmark: suites A-F and the strict joint score, on a model, videos, renders or a baseline."""
     from kinema import evaluate as E
+    from kinema import flow
 
     named = [s for s in (model is not None, videos is not None, ground_truth, baseline is not None) if s]
     if len(named) > 1:
@@ -538,6 +540,8 @@ def eval_cmd(
         raise ValueError("n and seeds must be at least 1")
     if conditioned is not None and conditioned < 1:
         raise ValueError("--conditioned K needs K >= 1 observed frames")
+    if sampler not in flow.SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(flow.SAMPLERS)}")
     config = {"set": set_name, "n": n, "seeds": seeds}
     if videos is not None:
         if not videos.is_dir():
@@ -556,10 +560,11 @@ def eval_cmd(
 
             pipe = Pipeline.from_pretrained(model)
             if conditioned is None:
-                source = E.from_model(pipe, steps, guidance, not no_expand, seed)
+                source = E.from_model(pipe, steps, guidance, not no_expand, seed, sampler)
             else:  # the model continues the first K frames of each ground-truth render (extension)
-                source = E.from_model_continuing(pipe, conditioned, steps, guidance, not no_expand, seed)
+                source = E.from_model_continuing(pipe, conditioned, steps, guidance, not no_expand, seed, sampler)
             config.update(source=f"model:{pipe.path}", steps=steps, guidance=guidance, expand=not no_expand)
+            config["sampler"] = sampler
     from kinema.fvd import encoder_available
 
     g_set = (set_name if videos is None else "test") if distribution and encoder_available() else None

@@ -288,7 +288,9 @@ def from_folder(item: Item, k: int = 0) -> tuple[np.ndarray, float]:
     return frames, float(item.get("fps", fps))
 
 
-def from_model(pipe, steps: int = 30, guidance: float = 5.0, expand: bool = True, seed: int = 0) -> Source:
+def from_model(
+    pipe, steps: int = 30, guidance: float = 5.0, expand: bool = True, seed: int = 0, sampler: str = "euler"
+) -> Source:
     """Sample the item's prompt with a Pipeline (seed + item index + 1000 k)."""
 
     def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
@@ -298,6 +300,7 @@ def from_model(pipe, steps: int = 30, guidance: float = 5.0, expand: bool = True
             item["prompt"],
             steps=steps,
             guidance=guidance,
+            sampler=sampler,
             seed=seed + item["index"] + 1000 * k,
             expand=expand,
             seconds=seconds,
@@ -308,7 +311,13 @@ def from_model(pipe, steps: int = 30, guidance: float = 5.0, expand: bool = True
 
 
 def from_model_continuing(
-    pipe, observed: int, steps: int = 30, guidance: float = 5.0, expand: bool = True, seed: int = 0
+    pipe,
+    observed: int,
+    steps: int = 30,
+    guidance: float = 5.0,
+    expand: bool = True,
+    seed: int = 0,
+    sampler: str = "euler",
 ) -> Source:
     """Conditioned mode on a Pipeline: it extends the first `observed` frames of the item's ground-truth
     render forward to the render's length (generate(video=..., extend="forward")). The pipeline keeps the
@@ -326,6 +335,7 @@ def from_model_continuing(
             size=(truth.shape[2], truth.shape[1]),
             steps=steps,
             guidance=guidance,
+            sampler=sampler,
             seed=seed + item["index"] + 1000 * k,
             expand=expand,
         )
@@ -462,11 +472,12 @@ def distribution_scores(items: list[Item], videos: list[np.ndarray], set_name: s
 
 def evaluate(
     pipe, split: str = "test", n: int = 200, steps: int = 30, guidance: float = 5.0, expand: bool = True,
-    seed: int = 0, out: Path | None = None, seeds: int = 1,
+    seed: int = 0, out: Path | None = None, seeds: int = 1, sampler: str = "euler",
 ) -> dict:  # fmt: skip
     """The benchmark on a model: one video per prompt of a set (per seed), scored and reported."""
     config = {"source": "model", "set": split, "n": n, "steps": steps, "guidance": guidance, "expand": expand}
-    source = from_model(pipe, steps, guidance, expand, seed)
+    config["sampler"] = sampler
+    source = from_model(pipe, steps, guidance, expand, seed, sampler)
     return run_benchmark(prompt_set(split, n), source, out, seeds, desc=f"eval {split}", config=config)
 
 
