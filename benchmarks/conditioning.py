@@ -17,7 +17,8 @@ README's "Conditioning, measured" has the shipped model's numbers:
   (the clip's first and last frames at 0 s and its end: PSNR of the output there, the jump into the last
   one) and infill (0.75-1.25 s regenerated: PSNR of the kept and of the regenerated frames, the jump at the
   fill's edges); the floor of every jump: the ground truth through the VAE, at each latent-frame boundary;
-- shots: identity across a hard cut for each --contexts (generate's shot_context, and a ground-truth floor):
+- shots: identity across a hard cut for each --contexts (generate's shot_context, "none/same" for it with
+  shot_noise="same", and a ground-truth floor):
   colour, best-fit shape and area of every object named in both shots, before vs after the cut, the
   background colour, and where the largest frame-to-frame step falls (the cut placement);
 - long: drift over a --long-seconds video in 2 s pieces: background, objects, metrics.score colour and
@@ -174,12 +175,14 @@ def shot_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], f
                 f, scene = scene_clip(300 + i, size, fps, 4.0)
                 c, colors = 25, [o.color for o in scene.objects]
             else:
-                saved = args.save / f"shots_{context}_{i}.npy" if args.save else None
+                saved = args.save / f"shots_{context.replace('/', '-')}_{i}.npy" if args.save else None
                 if args.load_saved and saved is not None:
                     f = np.load(saved)
                 else:
                     kw = kw_of(args, size, fps)
-                    f = pipe(shots=shots, shot_context=context, seed=args.seed + 10 * i, **kw).frames
+                    ctx, _, noise = context.partition("/")  # "none/same": shot_noise="same"
+                    seed = args.seed + 10 * i
+                    f = pipe(shots=shots, shot_context=ctx, shot_noise=noise or None, seed=seed, **kw).frames
                 if saved is not None and not args.load_saved:
                     saved.parent.mkdir(parents=True, exist_ok=True)
                     np.save(saved, f)
@@ -330,7 +333,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="folder for the shot videos (.npy)")
     ap.add_argument("--shot-start", type=int, default=0, help="first shot story (to add stories to --save)")
-    ap.add_argument("--contexts", default="ground truth,none,first,previous", help="shot contexts to compare")
+    ap.add_argument(
+        "--contexts", default="ground truth,none,first,previous", help="shot contexts (CONTEXT/same: shot_noise same)"
+    )
     ap.add_argument("--load-saved", action="store_true", help="score the shot videos in --save, generate none")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
     args = ap.parse_args()

@@ -208,6 +208,14 @@ def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
     assert np.array_equal(prev.frames[:9], video.frames[:9]) and np.array_equal(prev.frames[9:], second[1:])
     alone = debug_pipe(b, seconds=1, seed=1, expand=False, **KW).frames
     assert np.array_equal(free.frames[9:], alone[1:]) and not np.array_equal(free.frames[9:], video.frames[9:])
+    same = debug_pipe(shots=shots, shot_noise="same", **KW)  # every shot from seed 0's noise
+    assert same.info["shot_noise"] == "same" and free.info["shot_noise"] == "new"
+    assert np.array_equal(same.frames[:9], free.frames[:9])
+    assert np.array_equal(same.frames[9:], debug_pipe(b, seconds=1, seed=0, expand=False, **KW).frames[1:])
+    with pytest.raises(KinemaError, match="shot noise must be one of"):
+        debug_pipe(shots=shots, shot_noise="fresh", **KW)
+    with pytest.raises(KinemaError, match="shot noise applies to shots only"):
+        debug_pipe("a red circle", shot_noise="same", **KW)
     with pytest.raises(KinemaError, match="shot context must be one of"):
         debug_pipe(shots=shots, shot_context="last", **KW)
     with pytest.raises(KinemaError, match="applies to shots only"):
@@ -270,6 +278,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, clip: np.ndarray) -> Path:
         (["--keyframe", "{in}/a.png"], "PATH@SECONDS"),
         (["--shots", "{in}/bad_shots.yaml", "--", ""], "unknown field"),
         (["--shots", "{in}/shots.json", "--shot-context", "last", "--", ""], "shot context must be one of"),
+        (["--shots", "{in}/shots.json", "--shot-noise", "fresh", "--", ""], "shot noise must be one of"),
         (["--image", "{in}/a.png", "--video", "{in}/clip.mp4"], "conflicting inputs image and video"),
         (["--fill", "{in}/clip.mp4"], "fill and missing"),
         (["--fill", "{in}/clip.mp4", "--missing", "5:6"], "after the video ends"),

@@ -150,6 +150,13 @@ def generate(
             "default), first (shot 1's first frame) or previous (the previous shot's last frame)."
         ),
     ] = None,
+    shot_noise: Annotated[
+        str | None,
+        typer.Option(
+            help="With --shots: new (each shot its own starting noise, the default) or same (every shot "
+            "starts from the same noise: shared objects come out more alike in colour and size)."
+        ),
+    ] = None,
 ) -> None:
     """Generate a video from a text prompt, optionally from an image, a video, keyframes or shots."""
     from tqdm import tqdm
@@ -201,6 +208,7 @@ def generate(
         strength=strength,
         shots=shots,
         shot_context=shot_context,
+        shot_noise=shot_noise,
     )
     for bar in bars:
         bar.close()

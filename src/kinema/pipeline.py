@@ -203,6 +203,7 @@ def check_seconds(seconds: float) -> None:
 
 TASKS = ("image", "video", "keyframes", "fill", "edit", "shots")
 SHOT_CONTEXTS = ("none", "first", "previous")  # what a later shot is conditioned on: see _generate_shots
+SHOT_NOISE = ("new", "same")  # each shot's starting noise: seed + shot index, or the seed's for every shot
 
 
 def check_task(
@@ -216,6 +217,7 @@ def check_task(
     missing: tuple[float, float] | None,
     strength: float | None,
     shot_context: str | None = None,
+    shot_noise: str | None = None,
 ) -> str:
     """The task a request asks for ("text", "loop" or one of TASKS), or a one-line KinemaError for a
     conflicting or incomplete combination. inputs maps each name of TASKS to its argument."""
@@ -245,6 +247,10 @@ def check_task(
         raise KinemaError("shot context applies to shots only")
     if shot_context is not None and shot_context not in SHOT_CONTEXTS:
         raise KinemaError(f"shot context must be one of {', '.join(SHOT_CONTEXTS)}, got {shot_context!r}")
+    if shot_noise is not None and task != "shots":
+        raise KinemaError("shot noise applies to shots only")
+    if shot_noise is not None and shot_noise not in SHOT_NOISE:
+        raise KinemaError(f"shot noise must be one of {', '.join(SHOT_NOISE)}, got {shot_noise!r}")
     if task == "shots" and prompt.strip():
         raise KinemaError("give a prompt or shots, not both (each shot has its prompt)")
     if task != "shots" and (not isinstance(prompt, str) or not prompt.strip()):
@@ -457,6 +463,7 @@ def generate(
     strength: float | None = None,
     shots: str | Path | list | None = None,
     shot_context: str | None = None,
+    shot_noise: str | None = None,
     moderate: bool = True,
 ) -> Video:
     """Sample a video for a prompt. Deterministic given (model, prompt, inputs, options, seed).
@@ -467,8 +474,9 @@ def generate(
     [(image, seconds), ...] (interpolation when first and last), fill + missing (start, end) in seconds
     (regenerate that range, the rest kept), edit + strength (SDEdit: noise the input to t = strength,
     default 0.6), shots (a file or list of {prompt, seconds}: hard cuts; shot_context "none" (default),
-    "first" or "previous" says which frame of the video so far every later shot is conditioned on, see
-    _generate_shots).
+    "first" or "previous" says which frame of the video so far every later shot is conditioned on;
+    shot_noise "new" (default) or "same" says whether every shot starts from fresh noise or the same;
+    see _generate_shots).
     loop (with a prompt or an image) makes the last frame flow into the first. frames=1 gives an image.
     Inputs are scaled to cover `size` and center-cropped, and resampled in time to `fps`. Videos longer
     than the trained window are generated window by window with forward extension; keyframe, fill, edit
@@ -492,7 +500,7 @@ def generate(
     check_options(pipe, size, fps, steps, guidance, sampler)
     task = check_task(
         inputs, prompt=prompt, loop=loop, frames=frames, seconds=seconds, extend=extend, missing=missing,
-        strength=strength, shot_context=shot_context,
+        strength=strength, shot_context=shot_context, shot_noise=shot_noise,
     )  # fmt: skip
     if seconds is not None:
         check_seconds(seconds)
@@ -506,7 +514,8 @@ def generate(
         check_prompts(texts, pipe.text_encoder)
     if shot_list is not None:
         kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, sampler=sampler, progress=progress)
-        return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, shot_context or "none", kw)
+        context, noise = shot_context or "none", shot_noise or "new"
+        return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, context, noise, kw)
     started = time.time()
     w, h = size
     r = pipe.vae.cfg.temporal_ratio
@@ -636,7 +645,14 @@ def _progress_counter(progress: Callable[[int, int], None] | None) -> Callable[[
 
 
 def _generate_shots(
-    pipe: Pipeline, shots: list[Shot], seed: int, expand: bool, negative_prompt: str, context: str, kw: dict
+    pipe: Pipeline,
+    shots: list[Shot],
+    seed: int,
+    expand: bool,
+    negative_prompt: str,
+    context: str,
+    noise: str,
+    kw: dict,
 ) -> Video:
     """Hard cuts: each shot is its own clip (seed + shot index), its first frame dropped after the first
     shot so the whole has 1 + r k frames. Prompts are expanded together (expand.expand_shots) so an object
@@ -650,7 +666,13 @@ def _generate_shots(
     changes, the picture barely jumps); "none" (the default): independent shots, identity from the prompts.
     With the shipped model a reference keeps the background closer but not the objects (the model redraws
     them to the new caption), and "first" made them differ more than "none" (README, "Conditioning,
-    measured"), so it is not the default."""
+    measured"), so it is not the default.
+
+    noise "same" starts every shot from the seed's noise (the same noise when shots have the same length;
+    the noise tensor is drawn channel by channel, so shots of other lengths share only the seed): the model
+    then tends to place and draw the shared objects alike. With the shipped model it brought objects'
+    colour and size closer across cuts but matched their best-fit shape less often (README), so the
+    default stays "new": shot i uses seed + i."""
     total = sum(s.seconds for s in shots)
     if total > MAX_SECONDS:
         raise KinemaError(f"the shots add up to {total:g} s, more than {MAX_SECONDS:g} s")
@@ -671,7 +693,7 @@ def _generate_shots(
             pipe,
             text,
             seconds=shot.seconds,
-            seed=seed + i,
+            seed=seed if noise == "same" else seed + i,
             expand=False,
             negative_prompt=negative_prompt,
             image=ref,
@@ -683,5 +705,5 @@ def _generate_shots(
         windows += v.info["windows"]
     out = np.concatenate(parts)
     info = {**v.info, "task": "shots", "frames": len(out), "seconds": (len(out) - 1) / kw["fps"], "cuts": cuts}
-    info.update(shot_context=context, windows=windows, wall_s=round(time.time() - started, 3))
+    info.update(shot_context=context, shot_noise=noise, windows=windows, wall_s=round(time.time() - started, 3))
     return Video(out, kw["fps"], " | ".join(s.prompt for s in shots), " | ".join(texts), int(seed), info)
