@@ -654,7 +654,7 @@ def _generate_shots(
     noise: str,
     kw: dict,
 ) -> Video:
-    """Hard cuts: each shot is its own clip (seed + shot index), its first frame dropped after the first
+    """Hard cuts: each shot is its own clip (seed + shot index; see noise), its first frame dropped after the first
     shot so the whole has 1 + r k frames. Prompts are expanded together (expand.expand_shots) so an object
     named in several shots keeps its hue, shape and size words.
 
