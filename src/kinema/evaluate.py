@@ -78,7 +78,8 @@ def _stated(spec: dict) -> dict:
     return spec
 
 
-def _item(scene: world.Scene, name: str, extra: Sequence[dict] = ()) -> Item:
+def scene_item(scene: world.Scene, name: str, extra: Sequence[dict] = ()) -> Item:
+    """The benchmark item of a scene: its short prompt, and the spec of the facts that prompt states."""
     spec = _stated(world.scene_spec(scene))
     spec["facts"] += list(extra)
     return {"id": f"{name}-{scene.seed}", "prompt": spec["short"], "spec": spec}
@@ -115,7 +116,7 @@ def _mirror_pairs(n: int, start: int) -> list[Item]:
         if not re.search(r"\b(left of|right of)\b", world.short_caption(scene)):
             continue
         for sc, name in ((scene, "mirror-a"), (mirror_scene(scene), "mirror-b")):
-            item = _item(sc, name)
+            item = scene_item(sc, name)
             rels = [f for f in item["spec"]["facts"] if f["check"] == "relation"]
             item["spec"]["facts"] += [{**f, "order_blind": True} for f in rels]
             item["pair"] = scene.seed
@@ -130,7 +131,7 @@ def _probe(kind: str, seed: int) -> Item:
         extra = [{"check": "permanence", "object": i} for i in range(len(scene.objects))]
     elif kind == "offscreen":
         extra = [{"check": "return", "object": 0}]
-    return _item(scene, f"probe-{kind}", extra)
+    return scene_item(scene, f"probe-{kind}", extra)
 
 
 def range_scene(name: str, seed: int) -> world.Scene:
@@ -181,9 +182,9 @@ def prompt_set(name: str, n: int, start: int = 0, aspect: float = 1.0, duration:
     aspect (width / height) and duration (seconds) shape the scenes of "test" and "holdout" only."""
     if name in ("test", "holdout"):
         scenes = (world.sample_scene(s, name, aspect=aspect, duration=duration) for s in range(start, start + n))
-        return [_item(sc, name) for sc in scenes]
+        return [scene_item(sc, name) for sc in scenes]
     if name in RANGE_SETS:
-        return [_item(range_scene(name, s), name) for s in range(start, start + n)]
+        return [scene_item(range_scene(name, s), name) for s in range(start, start + n)]
     if name == "mirror":
         return _mirror_pairs(n, start)
     if name in PROBE_SETS:
