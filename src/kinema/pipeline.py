@@ -654,9 +654,9 @@ def _generate_shots(
     noise: str,
     kw: dict,
 ) -> Video:
-    """Hard cuts: each shot is its own clip (seed + shot index; see noise), its first frame dropped after the first
-    shot so the whole has 1 + r k frames. Prompts are expanded together (expand.expand_shots) so an object
-    named in several shots keeps its hue, shape and size words.
+    """Hard cuts: each shot is its own clip (seed + shot index; see noise), its first frame dropped after
+    the first shot so the whole has 1 + r k frames. Prompts are expanded together (expand.expand_shots) so
+    an object named in several shots keeps its hue, shape and size words.
 
     A later shot can also be given a frame of the video so far as a clean reference latent at t = 0
     (latent frame 0, as in image-to-video, which the model was trained for; train.TaskMix.first_frame).
