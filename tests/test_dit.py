@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from kinema.checkpoint import load_weights, save_component
-from kinema.dit import DIT_PRESETS, DiT, DiTConfig
+from kinema.dit import DIT_PRESETS, DiT, DiTConfig, repatch
 from kinema.flow import add_noise, flow_loss, guidance
 
 
@@ -98,3 +98,25 @@ def test_latent_not_divisible_by_patch() -> None:
     emb, mask = text(1)
     with pytest.raises(ValueError, match="patch"):
         model(torch.randn(1, 8, 2, 5, 4), torch.rand(1), emb, mask)
+
+
+def test_repatch_is_the_old_model_at_the_finer_grid() -> None:
+    """repatch(model) == avg_pool(model(upsample(x))): the old model on each latent cell repeated 2x2."""
+    torch.manual_seed(0)
+    old = DiT(DiTConfig(in_channels=8, width=32, depth=2, heads=2, patch=(1, 4, 4)))
+    with torch.no_grad():
+        for p in old.parameters():
+            p.normal_(0, 0.1)
+    new = repatch(old, (1, 2, 2))
+    assert new.cfg.patch == (1, 2, 2) and old.cfg.patch == (1, 4, 4)
+    x, t = torch.randn(2, 8, 3, 8, 12), torch.rand(2, 3)
+    emb, mask = text()
+    with torch.no_grad():
+        up = x.repeat_interleave(2, 3).repeat_interleave(2, 4)
+        want = torch.nn.functional.avg_pool3d(old(up, t, emb, mask), (1, 2, 2))
+        got = new(x, t, emb, mask)
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    for bad in [(1, 3, 3), (2, 2, 2), (1, 0, 2)]:
+        with pytest.raises(ValueError, match="must divide"):
+            repatch(old, bad)

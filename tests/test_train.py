@@ -1,5 +1,7 @@
 """Training: a resumed run equals an uninterrupted one exactly (DiT and VAE), and export round-trips."""
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -109,6 +111,26 @@ def test_world_buckets_prepare_and_train(tmp_path: Path, text_encoder) -> None:
 
     pipe = Pipeline.from_pretrained(tmp_path / "run", text_encoder=text_encoder)
     assert pipe("a red circle", steps=1, size=(48, 32), frames=5, moderate=False).frames.shape == (5, 32, 48, 3)
+
+
+def test_train_repatches_an_init_model(shards: tuple[Path, Path], tmp_path: Path, text_encoder) -> None:
+    """--init with a finer --patch: the run starts from dit.repatch of the model and ships at the new patch."""
+    data, vae_dir = shards
+    kw = dict(batch=4, save_every=2, text_encoder=text_encoder, steps=2)
+    train(tmp_path / "coarse", data, vae_dir, preset="debug", **kw)  # the debug preset's 1x2x2
+    out = train(tmp_path / "fine", data, vae_dir, init=tmp_path / "coarse", patch=(1, 1, 1), **kw)
+    assert all(math.isfinite(x) for x in out["losses"])
+    cfg = json.loads((tmp_path / "fine" / "dit.json").read_text())["config"]
+    assert cfg["patch"] == [1, 1, 1]
+    assert json.loads((tmp_path / "fine" / "args.json").read_text())["patch"] == [1, 1, 1]
+    from kinema import Pipeline
+
+    pipe = Pipeline.from_pretrained(tmp_path / "fine", text_encoder=text_encoder)
+    assert pipe.dit.cfg.patch == (1, 1, 1)
+    assert pipe("a red circle", steps=2).frames.shape == (9, 32, 32, 3)
+    with pytest.raises(ValueError, match="must divide"):  # checked before any data is read
+        train(tmp_path / "bad", data, vae_dir, init=tmp_path / "coarse", patch=(1, 3, 3), **kw)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_object_weighted_loss_uses_world_masks(shards: tuple[Path, Path], tmp_path: Path, text_encoder) -> None:

@@ -453,6 +453,13 @@ def train(
             help="Apply --object-weight only on latent frames at timestep <= this (1: all; 0.5: the less noisy half)."
         ),
     ] = 1.0,
+    patch: Annotated[
+        str | None,
+        typer.Option(
+            help="DiT patch TxHxW instead of the preset's; with --init, a finer cut of that model's patch "
+            "(e.g. 1x2x2 from the shipped 1x4x4: the model starts as itself at the finer grid)."
+        ),
+    ] = None,
 ) -> None:
     """Train or fine-tune the diffusion transformer; runs unchanged under `torchrun -m kinema train`."""
     from kinema.dit import DIT_PRESETS
@@ -492,7 +499,18 @@ def train(
         object_weight=object_weight,
         object_t_max=object_t_max,
         world_clips=world_clips,
+        patch=parse_patch(patch),
     )
+
+
+def parse_patch(patch: str | None) -> tuple[int, int, int] | None:
+    """'1x2x2' -> (1, 2, 2)."""
+    if patch is None:
+        return None
+    parts = patch.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"--patch must be three positive integers TxHxW (e.g. 1x2x2), got {patch!r}")
+    return (int(parts[0]), int(parts[1]), int(parts[2]))
 
 
 @app.command()

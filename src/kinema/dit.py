@@ -219,6 +219,46 @@ class DiT(nn.Module):
         )
 
 
+def repatch(model: DiT, patch: tuple[int, int, int]) -> DiT:
+    """A copy of `model` that cuts the latent into finer patches, each dimension of `patch` dividing the old one.
+
+    The copy computes exactly `avg_pool(model(upsample(x)))`, with `upsample` repeating each latent cell r
+    times per dimension (r = old patch / new patch) and `avg_pool` averaging the r-blocks back: a token of
+    the new model sees its small patch as the old model saw a patch of the same latent blown up r times,
+    on the same token grid and RoPE positions. For the procedural world that is the old model drawing the
+    scene at r times the resolution, where objects are r times as many pixels across, so it starts as a
+    working model with r^2 times the tokens (FlexiViT's resize of patch weights, with the unembedding
+    resized to match), to be fine-tuned at the finer grid.
+    """
+    old = model.cfg.patch
+    if len(patch) != 3 or any(q < 1 or p % q for p, q in zip(old, patch, strict=True)):
+        raise ValueError(f"patch {tuple(patch)} must divide the model's patch {old} in every dimension")
+    cfg = DiTConfig(**{**model.cfg.__dict__, "patch": tuple(patch)})
+    new = DiT(cfg).to(next(model.parameters()).device)
+    resized = ("x_embed.weight", "final.linear.weight", "final.linear.bias")
+    missing, _ = new.load_state_dict({k: v for k, v in model.state_dict().items() if k not in resized}, strict=False)
+    assert set(missing) <= set(resized), missing
+    rt, rh, rw = (p // q for p, q in zip(old, patch, strict=True))
+    c = cfg.in_channels
+
+    def blocks(w: Tensor) -> Tensor:  # (..., c*pt*ph*pw) -> (..., c*qt*qh*qw, r-block cells)
+        return rearrange(
+            w, "... (c qt rt qh rh qw rw) -> ... (c qt qh qw) (rt rh rw)", c=c, rt=rt, rh=rh, rw=rw, **_q(patch)
+        )
+
+    with torch.no_grad():
+        # embedding of the upsampled patch: every old input weight of an r-block acts on the same new cell
+        new.x_embed.weight.copy_(blocks(model.x_embed.weight).sum(-1))
+        # the mean over each r-block of the old outputs
+        new.final.linear.weight.copy_(blocks(model.final.linear.weight.T).mean(-1).T)
+        new.final.linear.bias.copy_(blocks(model.final.linear.bias).mean(-1))
+    return new
+
+
+def _q(patch: tuple[int, int, int]) -> dict[str, int]:
+    return dict(zip(("qt", "qh", "qw"), patch, strict=True))
+
+
 def forward_flops(cfg: DiTConfig, tokens: int, text_tokens: int) -> float:
     """Matmul FLOPs of one forward pass (2 per multiply-add), for GFLOP/s and MFU reporting."""
     d, n, L = cfg.width, tokens, text_tokens

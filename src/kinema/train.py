@@ -49,7 +49,7 @@ from kinema.checkpoint import (
     set_rng_state,
 )
 from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, prepare_object_masks, world_batch
-from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops
+from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops, repatch
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
 from kinema.footage import Bucket
 from kinema.lora import LoRALinear, adapter_state, add_lora, merged_state
@@ -296,13 +296,15 @@ def draw_batch(
     return Batch(b, x0, noise, t[rows], cond[rows], text, mask, int((~cond).sum()), objects)
 
 
-def build_dit(preset: str, init: str | Path | None, in_channels: int) -> tuple[DiTConfig, DiT]:
+def build_dit(
+    preset: str, init: str | Path | None, in_channels: int, patch: tuple[int, int, int] | None = None
+) -> tuple[DiTConfig, DiT]:
     """A DiT from a preset (random init, seeded by the caller) or from a model folder ('shipped' = the
-    packaged model), checked against the data's latent channels."""
+    packaged model), checked against the data's latent channels; `patch` overrides the preset's, or re-cuts
+    the loaded model's patches finer (`dit.repatch`)."""
     if init is None:
         cfg: DiTConfig = DIT_PRESETS[preset]
-        if cfg.in_channels != in_channels:
-            cfg = DiTConfig(**{**cfg.__dict__, "in_channels": in_channels})
+        cfg = DiTConfig(**{**cfg.__dict__, "in_channels": in_channels, "patch": patch or cfg.patch})
         return cfg, DiT(cfg)
     folder = model_folder(init)
     cfg = DiTConfig(**read_config(folder, "dit")["config"])
@@ -313,7 +315,9 @@ def build_dit(preset: str, init: str | Path | None, in_channels: int) -> tuple[D
         )
     model = DiT(cfg)
     load_weights(folder, "dit", model)
-    return cfg, model
+    if patch and tuple(patch) != cfg.patch:
+        model = repatch(model, patch)
+    return model.cfg, model
 
 
 def model_folder(name: str | Path) -> Path:
@@ -360,6 +364,7 @@ def train(
     object_weight: float = 0.0,
     object_t_max: float = 1.0,
     world_clips: int = 8000,
+    patch: tuple[int, int, int] | None = None,
 ) -> dict:
     """Train (or fine-tune) the DiT; under torchrun every rank runs this and FSDP2 shards the model.
     object_weight > 0 weights the loss on latent cells where objects are 1 + object_weight times the rest
@@ -368,7 +373,8 @@ def train(
     at high noise a weight that depends on the target tilts the optimal prediction toward drawing an object
     wherever one might be (extra blobs). data_dir None: rank 0 first renders
     and encodes `world_clips` clips of the procedural world into out/world (resumable, as
-    `kinema prepare-world`) while the other ranks wait."""
+    `kinema prepare-world`) while the other ranks wait. patch: the DiT's patch instead of the preset's; with
+    init, a finer cut of the model's own patch (`dit.repatch`), e.g. (1, 2, 2) for the shipped (1, 4, 4)."""
     d = init_distributed()
     try:
         return _train(**{k: v for k, v in locals().items() if k != "d"}, d=d)
@@ -402,6 +408,7 @@ def _train(
     object_weight: float,
     object_t_max: float,
     world_clips: int,
+    patch: tuple[int, int, int] | None,
     d: Dist,
 ) -> dict:
     out, vae_dir = Path(out), model_folder(vae_dir)
@@ -412,6 +419,12 @@ def _train(
         raise ValueError("--lora adapts a trained model: name it with --init (shipped or a model folder)")
     if not 0 < object_t_max <= 1:  # before any data is prepared or loaded
         raise ValueError(f"object_t_max must be in (0, 1], got {object_t_max:g}")
+    if patch is not None:  # before any data is prepared or loaded
+        if len(patch) != 3 or min(patch) < 1:
+            raise ValueError(f"patch must be three positive integers, got {tuple(patch)}")
+        old = DiTConfig(**read_config(model_folder(init), "dit")["config"]).patch if init is not None else patch
+        if any(p % q for p, q in zip(old, patch, strict=True)):
+            raise ValueError(f"patch {tuple(patch)} must divide the patch {old} of the --init model in every dimension")
     lora_base = None
     if lora:
         lora_base = "shipped" if str(init) == "shipped" else str(Path(init).resolve())
@@ -433,7 +446,7 @@ def _train(
         del enc
     # ---- model, EMA, optimiser, resume ------------------------------------------------------------------
     torch.manual_seed(seed)
-    cfg, model = build_dit(preset, init, sets[0].shards.latents.shape[1])
+    cfg, model = build_dit(preset, init, sets[0].shards.latents.shape[1], patch)
     for s in sets:
         _, _, T, H, W = s.shards.latents.shape
         s.tokens = (T // cfg.patch[0]) * (H // cfg.patch[1]) * (W // cfg.patch[2])
@@ -464,6 +477,7 @@ def _train(
             data=str(data_dir),
             n_clips=sum(len(s.shards) for s in sets),
             **({"init": str(init)} if init else {}),
+            **({"patch": list(cfg.patch)} if patch else {}),
             **({"lora": lora} if lora else {}),
             **({"ranks": d.world} if d.world > 1 else {}),
             **({"object_weight": object_weight, "object_t_max": object_t_max} if object_weight else {}),
