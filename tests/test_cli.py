@@ -117,6 +117,15 @@ def test_world_writes_clips_captions_and_specs(tmp_path: Path) -> None:
     assert "unknown split" in line
 
 
+def test_train_bad_patch(debug_model: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    for patch, match in (("1x0x2", "three positive integers"), ("2x2", "three positive integers")):
+        assert match in _one_line_error(kinema("train", "--out", str(run), "--vae", str(debug_model), "--patch", patch))
+    line = _one_line_error(kinema("train", "--out", str(run), "--init", str(debug_model), "--patch", "1x3x3"))
+    assert "must divide" in line
+    assert not run.exists()
+
+
 def test_help_lists_commands() -> None:
     r = kinema("--help")
     assert r.returncode == 0 and "generate" in r.stdout and "train" in r.stdout
