@@ -226,9 +226,10 @@ def repatch(model: DiT, patch: tuple[int, int, int]) -> DiT:
     times per dimension (r = old patch / new patch) and `avg_pool` averaging the r-blocks back: a token of
     the new model sees its small patch as the old model saw a patch of the same latent blown up r times,
     on the same token grid and RoPE positions. For the procedural world that is the old model drawing the
-    scene at r times the resolution, where objects are r times as many pixels across, so it starts as a
-    working model with r^2 times the tokens (FlexiViT's resize of patch weights, with the unembedding
-    resized to match), to be fine-tuned at the finer grid.
+    scene at r times the resolution, where objects are r times as many pixels across, so the blocks start
+    with what they learned of text, time and layout (FlexiViT's resize of patch weights, with the
+    unembedding resized to match). The repeated noise is blocky, which the old model never saw, so the copy
+    is a start for fine-tuning at the finer grid, not a model to sample from as it is.
     """
     old = model.cfg.patch
     if len(patch) != 3 or any(q < 1 or p % q for p, q in zip(old, patch, strict=True)):
@@ -242,9 +243,8 @@ def repatch(model: DiT, patch: tuple[int, int, int]) -> DiT:
     c = cfg.in_channels
 
     def blocks(w: Tensor) -> Tensor:  # (..., c*pt*ph*pw) -> (..., c*qt*qh*qw, r-block cells)
-        return rearrange(
-            w, "... (c qt rt qh rh qw rw) -> ... (c qt qh qw) (rt rh rw)", c=c, rt=rt, rh=rh, rw=rw, **_q(patch)
-        )
+        pattern = "... (c qt rt qh rh qw rw) -> ... (c qt qh qw) (rt rh rw)"
+        return rearrange(w, pattern, c=c, qt=patch[0], qh=patch[1], qw=patch[2], rt=rt, rh=rh, rw=rw)
 
     with torch.no_grad():
         # embedding of the upsampled patch: every old input weight of an r-block acts on the same new cell
@@ -253,10 +253,6 @@ def repatch(model: DiT, patch: tuple[int, int, int]) -> DiT:
         new.final.linear.weight.copy_(blocks(model.final.linear.weight.T).mean(-1).T)
         new.final.linear.bias.copy_(blocks(model.final.linear.bias).mean(-1))
     return new
-
-
-def _q(patch: tuple[int, int, int]) -> dict[str, int]:
-    return dict(zip(("qt", "qh", "qw"), patch, strict=True))
 
 
 def forward_flops(cfg: DiTConfig, tokens: int, text_tokens: int) -> float:
