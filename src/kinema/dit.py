@@ -219,6 +219,15 @@ class DiT(nn.Module):
         )
 
 
+def check_patch(patch: tuple[int, ...], within: tuple[int, ...] | None = None) -> None:
+    """A patch is three positive integers; given `within` (a model's patch, for repatch), it divides it."""
+    if within is not None:
+        if len(patch) != 3 or any(q < 1 or p % q for p, q in zip(within, patch, strict=True)):
+            raise ValueError(f"patch {tuple(patch)} must divide the model's patch {tuple(within)} in every dimension")
+    elif len(patch) != 3 or min(patch) < 1:
+        raise ValueError(f"patch must be three positive integers, got {tuple(patch)}")
+
+
 def repatch(model: DiT, patch: tuple[int, int, int]) -> DiT:
     """A copy of `model` that cuts the latent into finer patches, each dimension of `patch` dividing the old one.
 
@@ -232,8 +241,7 @@ def repatch(model: DiT, patch: tuple[int, int, int]) -> DiT:
     is a start for fine-tuning at the finer grid, not a model to sample from as it is.
     """
     old = model.cfg.patch
-    if len(patch) != 3 or any(q < 1 or p % q for p, q in zip(old, patch, strict=True)):
-        raise ValueError(f"patch {tuple(patch)} must divide the model's patch {old} in every dimension")
+    check_patch(patch, within=old)
     cfg = DiTConfig(**{**model.cfg.__dict__, "patch": tuple(patch)})
     new = DiT(cfg).to(next(model.parameters()).device)
     resized = ("x_embed.weight", "final.linear.weight", "final.linear.bias")

@@ -49,7 +49,7 @@ from kinema.checkpoint import (
     set_rng_state,
 )
 from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, prepare_object_masks, world_batch
-from kinema.dit import DIT_PRESETS, DiT, DiTConfig, forward_flops, repatch
+from kinema.dit import DIT_PRESETS, DiT, DiTConfig, check_patch, forward_flops, repatch
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
 from kinema.footage import Bucket
 from kinema.lora import LoRALinear, adapter_state, add_lora, merged_state
@@ -420,11 +420,8 @@ def _train(
     if not 0 < object_t_max <= 1:  # before any data is prepared or loaded
         raise ValueError(f"object_t_max must be in (0, 1], got {object_t_max:g}")
     if patch is not None:  # before any data is prepared or loaded
-        if len(patch) != 3 or min(patch) < 1:
-            raise ValueError(f"patch must be three positive integers, got {tuple(patch)}")
-        old = DiTConfig(**read_config(model_folder(init), "dit")["config"]).patch if init is not None else patch
-        if any(p % q for p, q in zip(old, patch, strict=True)):
-            raise ValueError(f"patch {tuple(patch)} must divide the patch {old} of the --init model in every dimension")
+        within = None if init is None else DiTConfig(**read_config(model_folder(init), "dit")["config"]).patch
+        check_patch(patch, within)
     lora_base = None
     if lora:
         lora_base = "shipped" if str(init) == "shipped" else str(Path(init).resolve())
