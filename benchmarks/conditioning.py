@@ -401,7 +401,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance", type=float, default=None, help="default: the model's")
     ap.add_argument("--n", type=int, default=4, help="scenes per row (shot stories: cuts per context)")
     ap.add_argument("--long-n", type=int, default=2, help="prompts of the drift measurement")
     ap.add_argument("--long-seconds", type=float, default=60.0)

@@ -3,7 +3,7 @@
     python benchmarks/fd_breakdown.py shipped runs/dit8 [--n 64] [--seed 0]
 
 For the first n test prompts, each model's videos (as `kinema eval` samples them: 30 Euler steps,
-guidance 5, the same seeds) and the ground-truth renders of n disjoint test prompts (the FD's reference)
+the model's guidance, the same seeds) and the ground-truth renders of n disjoint test prompts (the FD's reference)
 go through the shipped world encoder. Printed: the FD split into its mean term ||mu_a - mu_b||^2 and its
 covariance term, and, for every label the encoder was trained on (hues, shapes, motion kinds, camera
 moves, corruptions), the mean head output on each set: sigmoid for the hue/shape/motion labels, softmax

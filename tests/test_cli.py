@@ -129,3 +129,9 @@ def test_train_bad_patch(debug_model: Path, tmp_path: Path) -> None:
 def test_help_lists_commands() -> None:
     r = kinema("--help")
     assert r.returncode == 0 and "generate" in r.stdout and "train" in r.stdout
+
+
+def test_export_bad_guidance(tmp_path, debug_model):
+    r = kinema("export", "--run", str(debug_model), "--out", str(tmp_path / "x"), "--guidance", "-2")
+    assert "--guidance must be in [0, 50]" in _one_line_error(r)
+    assert not (tmp_path / "x").exists()

@@ -80,3 +80,35 @@ def test_compiled_dit_generates_what_eager_does(debug_model: Path, debug_pipe, t
     compiled = pipe("a red circle", **kw).frames.astype(np.int16)
     assert compiled.shape == eager.shape
     assert np.abs(compiled - eager).max() <= 2 and np.abs(compiled - eager).mean() < 0.5
+
+
+def test_model_default_guidance(debug_model, tmp_path, text_encoder):
+    """`kinema export --guidance G` records G in model.json, and generation without a guidance uses it."""
+    import json
+
+    from kinema.train import export_model
+
+    export_model(debug_model, tmp_path / "g1", guidance=1.0)
+    meta = json.loads((tmp_path / "g1" / "model.json").read_text())
+    assert meta["guidance"] == 1.0 and meta["frames"] == json.loads((debug_model / "model.json").read_text())["frames"]
+    assert Pipeline.from_pretrained(debug_model, text_encoder=text_encoder).guidance == 5.0
+    pipe = Pipeline.from_pretrained(tmp_path / "g1", text_encoder=text_encoder)
+    assert pipe.guidance == 1.0
+    kw = dict(steps=2, seed=0, expand=False)
+    own = pipe("a red circle falls", **kw)
+    assert own.info["guidance"] == 1.0
+    assert np.array_equal(own.frames, pipe("a red circle falls", guidance=1.0, **kw).frames)
+    assert not np.array_equal(own.frames, pipe("a red circle falls", guidance=5.0, **kw).frames)
+
+
+def test_model_guidance_that_is_not_a_scale_is_a_checkpoint_error(debug_model, tmp_path, text_encoder):
+    import json
+    import shutil
+
+    from kinema.checkpoint import CheckpointError
+
+    shutil.copytree(debug_model, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta | {"guidance": "strong"}))
+    with pytest.raises(CheckpointError, match="guidance must be a number"):
+        Pipeline.from_pretrained(tmp_path / "m", text_encoder=text_encoder)

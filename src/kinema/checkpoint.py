@@ -113,8 +113,11 @@ def load_weights(folder: Path, name: str, module: torch.nn.Module) -> None:
         raise CheckpointError(f"checkpoint {path} does not match its config: {first}") from None
 
 
-def save_model_copy(src: Path, dest: Path, names: tuple[str, ...], dtype: torch.dtype) -> None:
-    """Copy model.json and each component's config and weights from src to dest, casting float weights."""
+def save_model_copy(
+    src: Path, dest: Path, names: tuple[str, ...], dtype: torch.dtype, meta: dict | None = None
+) -> None:
+    """Copy model.json (updated with `meta`) and each component's config and weights from src to dest,
+    casting float weights."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:
         try:
@@ -126,6 +129,8 @@ def save_model_copy(src: Path, dest: Path, names: tuple[str, ...], dtype: torch.
         text = (src / f"{name}.json").read_text()
         atomic_write(dest / f"{name}.json", lambda p, t=text: Path(p).write_text(t))
     text = (src / "model.json").read_text()
+    if meta:
+        text = json.dumps(json.loads(text) | meta, indent=2)
     atomic_write(dest / "model.json", lambda p: Path(p).write_text(text))
 
 

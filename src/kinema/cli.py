@@ -106,7 +106,9 @@ def generate(
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, multiples of the model stride (16).")] = None,
     fps: Annotated[float | None, typer.Option(help="Frames per second (default: the model's).")] = None,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 30,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 disables it).")] = 5.0,
+    guidance: Annotated[
+        float | None, typer.Option(help="Classifier-free guidance scale, 1 disables it (default: the model's, 5).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same video.")] = 0,
     sampler: Annotated[str, typer.Option(help="euler or heun.")] = "euler",
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
@@ -518,11 +520,16 @@ def parse_patch(patch: str | None) -> tuple[int, int, int] | None:
 def export(
     run: Annotated[Path, typer.Option(help="A trained model folder (from `kinema train`).")],
     out: Annotated[Path, typer.Option(help="Destination folder (src/kinema/assets ships with the package).")],
+    guidance: Annotated[
+        float | None, typer.Option(help="The guidance scale generation uses by default with this model.")
+    ] = None,
 ) -> None:
     """Write a compact float16 copy of a trained model folder (what the package ships)."""
     from kinema.train import export_model
 
-    export_model(run, out)
+    if guidance is not None and not (0 <= guidance <= 50):
+        raise ValueError(f"--guidance must be in [0, 50], got {guidance:g}")
+    export_model(run, out, guidance=guidance)
     typer.echo(f"exported {run} to {out}")
 
 
@@ -542,7 +549,7 @@ def eval_cmd(
     n: Annotated[int, typer.Option(help="Number of prompts.")] = 200,
     seeds: Annotated[int, typer.Option(help="Videos per prompt (sampling seeds).")] = 1,
     steps: Annotated[int, typer.Option()] = 30,
-    guidance: Annotated[float, typer.Option()] = 5.0,
+    guidance: Annotated[float | None, typer.Option(help="Default: the model's (5 unless its model.json says).")] = None,
     sampler: Annotated[str, typer.Option(help="euler or heun (heun: two model calls a step).")] = "euler",
     seed: Annotated[int, typer.Option()] = 0,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Score raw prompts, without expansion.")] = False,
@@ -585,6 +592,7 @@ def eval_cmd(
             from kinema.pipeline import Pipeline
 
             pipe = Pipeline.from_pretrained(model)
+            guidance = pipe.guidance if guidance is None else guidance
             if conditioned is None:
                 source = E.from_model(pipe, steps, guidance, not no_expand, seed, sampler)
             else:  # the model continues the first K frames of each ground-truth render (extension)

@@ -290,9 +290,9 @@ def from_folder(item: Item, k: int = 0) -> tuple[np.ndarray, float]:
 
 
 def from_model(
-    pipe, steps: int = 30, guidance: float = 5.0, expand: bool = True, seed: int = 0, sampler: str = "euler"
+    pipe, steps: int = 30, guidance: float | None = None, expand: bool = True, seed: int = 0, sampler: str = "euler"
 ) -> Source:
-    """Sample the item's prompt with a Pipeline (seed + item index + 1000 k)."""
+    """Sample the item's prompt with a Pipeline (seed + item index + 1000 k); guidance None: the model's."""
 
     def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
         scene = item["spec"].get("scene", {})
@@ -315,7 +315,7 @@ def from_model_continuing(
     pipe,
     observed: int,
     steps: int = 30,
-    guidance: float = 5.0,
+    guidance: float | None = None,
     expand: bool = True,
     seed: int = 0,
     sampler: str = "euler",
@@ -472,10 +472,11 @@ def distribution_scores(items: list[Item], videos: list[np.ndarray], set_name: s
 
 
 def evaluate(
-    pipe, split: str = "test", n: int = 200, steps: int = 30, guidance: float = 5.0, expand: bool = True,
+    pipe, split: str = "test", n: int = 200, steps: int = 30, guidance: float | None = None, expand: bool = True,
     seed: int = 0, out: Path | None = None, seeds: int = 1, sampler: str = "euler",
 ) -> dict:  # fmt: skip
     """The benchmark on a model: one video per prompt of a set (per seed), scored and reported."""
+    guidance = pipe.guidance if guidance is None else guidance
     config = {"source": "model", "set": split, "n": n, "steps": steps, "guidance": guidance, "expand": expand}
     config["sampler"] = sampler
     source = from_model(pipe, steps, guidance, expand, seed, sampler)

@@ -60,6 +60,7 @@ from kinema.watermark import embed as embed_watermark
 from kinema.watermark import make_payload, model_id_for
 
 MAX_SECONDS = 60.0
+DEFAULT_GUIDANCE = 5.0  # a model folder's model.json may name its own ("guidance"): Pipeline.guidance
 EDIT_STRENGTH = 0.6  # SDEdit default: keeps the input's layout and timing, lets the prompt change colours
 SHIPPED_MODEL = Path(__file__).parent / "assets"
 
@@ -140,6 +141,9 @@ class Pipeline:
             meta = json.loads(meta_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"corrupt model config {meta_file}: {e}") from None
+        g = meta.get("guidance", DEFAULT_GUIDANCE)
+        if isinstance(g, bool) or not isinstance(g, int | float) or not 0 <= g <= 50:
+            raise CheckpointError(f"model config {meta_file}: guidance must be a number in [0, 50], got {g!r}")
         try:
             vae = VideoVAE(VAEConfig(**read_config(folder, "vae")["config"]))
             dit = DiT(DiTConfig(**read_config(folder, "dit")["config"]))
@@ -161,6 +165,12 @@ class Pipeline:
     def stride(self) -> int:
         """Pixel sizes must be multiples of this: the VAE's spatial ratio times the DiT's patch."""
         return self.vae.cfg.spatial_ratio * self.dit.cfg.patch[1]
+
+    @property
+    def guidance(self) -> float:
+        """The classifier-free guidance scale a generation uses when none is given: the model's own
+        ("guidance" in model.json, written by `kinema export --guidance`), else DEFAULT_GUIDANCE."""
+        return float(self.meta.get("guidance", DEFAULT_GUIDANCE))
 
     @property
     def window(self) -> int:
@@ -446,7 +456,7 @@ def generate(
     size: tuple[int, int] | None = None,
     fps: float | None = None,
     steps: int = 30,
-    guidance: float = 5.0,
+    guidance: float | None = None,
     seed: int = 0,
     sampler: str = "euler",
     expand: bool = True,
@@ -485,9 +495,11 @@ def generate(
     Every prompt (each shot's, and the negative prompt when guidance < 1 gives it positive weight) is checked
     against the usage policy before any model work: a refused one raises PolicyError (kinema.moderation).
     moderate=False skips the check; it is for tests and internal evaluation on the world's own prompts.
+    guidance None is the model's own scale (Pipeline.guidance).
     """
     meta = pipe.meta
     fps = float(fps or meta.get("fps", 12))
+    guidance = pipe.guidance if guidance is None else guidance
     size = tuple(size or (meta.get("width", 64), meta.get("height", 64)))  # type: ignore[assignment]
     inputs = {
         "image": image,

@@ -668,7 +668,9 @@ class Monitor:
             self.log.close()
 
 
-def export_model(run: Path, dest: Path, dtype: torch.dtype = torch.float16) -> None:
+def export_model(run: Path, dest: Path, dtype: torch.dtype = torch.float16, guidance: float | None = None) -> None:
     """Copy a trained model folder (model.json, vae.*, dit.*) to dest with weights cast to dtype: the shipped
-    model is the EMA DiT and the VAE in float16 (half the bytes, outputs within bf16 autocast noise)."""
-    save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype)
+    model is the EMA DiT and the VAE in float16 (half the bytes, outputs within bf16 autocast noise).
+    guidance: recorded in model.json as the scale generation uses by default (Pipeline.guidance)."""
+    meta = {"guidance": float(guidance)} if guidance is not None else None
+    save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype, meta=meta)

@@ -158,12 +158,13 @@ class ModelInfo:
     width: int
     height: int
     frames: int
+    guidance: float
 
     @classmethod
     def read(cls, path: Path | None) -> ModelInfo:
         from kinema.checkpoint import CheckpointError, read_config
         from kinema.dit import DiTConfig
-        from kinema.pipeline import SHIPPED_MODEL
+        from kinema.pipeline import DEFAULT_GUIDANCE, SHIPPED_MODEL
         from kinema.vae import VAEConfig
 
         folder = Path(path) if path is not None else SHIPPED_MODEL
@@ -181,6 +182,7 @@ class ModelInfo:
             width=int(meta.get("width", 64)),
             height=int(meta.get("height", 64)),
             frames=int(meta.get("frames", 25)),
+            guidance=float(meta.get("guidance", DEFAULT_GUIDANCE)),
         )
 
     @property
@@ -560,7 +562,7 @@ class Service:
         steps = spec.steps if spec.steps is not None else cfg.default_steps
         if not (1 <= steps <= cfg.max_steps):
             raise APIError(400, "invalid_steps", f"steps must be in [1, {cfg.max_steps}], got {steps}", "steps")
-        guidance = 5.0 if spec.guidance is None else spec.guidance
+        guidance = model.guidance if spec.guidance is None else spec.guidance
         shots = [s.model_dump() for s in spec.shots] if spec.shots else None
         if shots and sum(s["seconds"] for s in shots) > cfg.max_seconds:
             raise APIError(400, "invalid_shots", f"the shots add up to more than {cfg.max_seconds:g} s", "shots")
