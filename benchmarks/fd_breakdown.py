@@ -20,7 +20,7 @@ import torch
 from scipy import linalg
 
 from kinema import fvd, world
-from kinema.evaluate import from_model, ground_truth, prompt_set
+from kinema.evaluate import from_model, ground_truth, prompt_set, sample_videos
 from kinema.pipeline import Pipeline
 
 
@@ -53,13 +53,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     encoder = fvd.load_encoder()
-    items = [{**it, "index": i} for i, it in enumerate(prompt_set("test", args.n))]  # as run_benchmark numbers them
+    items = prompt_set("test", args.n)
     ref = fvd.features(encoder, [ground_truth(it)[0] for it in prompt_set("test", args.n, start=10_000)])
     sets = {"ground truth": fvd.features(encoder, [ground_truth(it)[0] for it in items])}
     for name in args.models:
         pipe = Pipeline.from_pretrained(None if name == "shipped" else name)
-        sample = from_model(pipe, seed=args.seed)
-        sets[name] = fvd.features(encoder, [sample(it, 0)[0] for it in items])
+        sets[name] = fvd.features(encoder, sample_videos(from_model(pipe, seed=args.seed), items))
     cols = ["reference", *sets]
     print(f"n = {args.n} test prompts; reference: {args.n} disjoint ground-truth renders")
     print("| | " + " | ".join(cols[1:]) + " |")

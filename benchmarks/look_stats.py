@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from kinema.evaluate import from_model, ground_truth, prompt_set
+from kinema.evaluate import from_model, ground_truth, prompt_set, sample_videos
 from kinema.pipeline import Pipeline
 
 
@@ -44,14 +44,13 @@ def main() -> None:
     ap.add_argument("models", nargs="+", help="model folders or 'shipped', each optionally @GUIDANCE")
     ap.add_argument("--n", type=int, default=32)
     args = ap.parse_args()
-    items = [{**it, "index": i} for i, it in enumerate(prompt_set("test", args.n))]  # as run_benchmark numbers them
+    items = prompt_set("test", args.n)
     sets = {"ground truth": look([ground_truth(it)[0] for it in items])}
     for name in args.models:
         folder, _, guidance = name.partition("@")
         pipe = Pipeline.from_pretrained(None if folder == "shipped" else folder)
         g = float(guidance) if guidance else pipe.guidance
-        sample = from_model(pipe, guidance=g)
-        sets[f"{folder}@{g:g}"] = look([sample(it, 0)[0] for it in items])
+        sets[f"{folder}@{g:g}"] = look(sample_videos(from_model(pipe, guidance=g), items))
     print(f"first {args.n} test prompts, 2 s at 64x64")
     print("| | " + " | ".join(sets) + " |")
     print("|---" * (len(sets) + 1) + "|")

@@ -133,5 +133,5 @@ def test_help_lists_commands() -> None:
 
 def test_export_bad_guidance(tmp_path, debug_model):
     r = kinema("export", "--run", str(debug_model), "--out", str(tmp_path / "x"), "--guidance", "-2")
-    assert "--guidance must be in [0, 50]" in _one_line_error(r)
+    assert "guidance must be in [0, 50], got -2" in _one_line_error(r)
     assert not (tmp_path / "x").exists()

@@ -110,5 +110,5 @@ def test_model_guidance_that_is_not_a_scale_is_a_checkpoint_error(debug_model, t
     shutil.copytree(debug_model, tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta | {"guidance": "strong"}))
-    with pytest.raises(CheckpointError, match="guidance must be a number"):
+    with pytest.raises(CheckpointError, match=r"guidance must be in \[0, 50\], got 'strong'"):
         Pipeline.from_pretrained(tmp_path / "m", text_encoder=text_encoder)

@@ -350,6 +350,12 @@ def from_model_continuing(
 # ---------------------------------------------------------------------------------------------------
 
 
+def sample_videos(source: Source, items: list[Item]) -> list[np.ndarray]:
+    """Each item's first video (k = 0) from a source, the items numbered as run_benchmark numbers them, so
+    a model source draws the same seeds as `kinema eval` (for benchmarks that look at the videos)."""
+    return [source({**item, "index": i}, 0)[0] for i, item in enumerate(items)]
+
+
 def suite_scores(scores: dict) -> dict[str, float]:
     """A video's score per suite: the mean of its checks in the suite (suites it has no check of are left
     out)."""

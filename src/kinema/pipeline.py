@@ -141,9 +141,7 @@ class Pipeline:
             meta = json.loads(meta_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"corrupt model config {meta_file}: {e}") from None
-        g = meta.get("guidance", DEFAULT_GUIDANCE)
-        if isinstance(g, bool) or not isinstance(g, int | float) or not 0 <= g <= 50:
-            raise CheckpointError(f"model config {meta_file}: guidance must be a number in [0, 50], got {g!r}")
+        model_guidance(meta, meta_file)  # a bad default scale fails at load, not at the first request
         try:
             vae = VideoVAE(VAEConfig(**read_config(folder, "vae")["config"]))
             dit = DiT(DiTConfig(**read_config(folder, "dit")["config"]))
@@ -170,7 +168,7 @@ class Pipeline:
     def guidance(self) -> float:
         """The classifier-free guidance scale a generation uses when none is given: the model's own
         ("guidance" in model.json, written by `kinema export --guidance`), else DEFAULT_GUIDANCE."""
-        return float(self.meta.get("guidance", DEFAULT_GUIDANCE))
+        return model_guidance(self.meta, self.path)
 
     @property
     def window(self) -> int:
@@ -184,6 +182,22 @@ class Pipeline:
 def frames_for(seconds: float, fps: float, temporal_ratio: int) -> int:
     """The frame count 1 + r k closest to seconds * fps (at least one frame)."""
     return 1 + temporal_ratio * max(0, round(seconds * fps / temporal_ratio))
+
+
+def check_guidance(guidance: object) -> float:
+    """A classifier-free guidance scale: a number in [0, 50] (KinemaError otherwise)."""
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not 0 <= guidance <= 50:
+        raise KinemaError(f"guidance must be in [0, 50], got {guidance!r}")
+    return float(guidance)
+
+
+def model_guidance(meta: dict, where: Path | None) -> float:
+    """A model's default guidance from its model.json (DEFAULT_GUIDANCE if it names none); CheckpointError
+    if it names something that is not a scale."""
+    try:
+        return check_guidance(meta.get("guidance", DEFAULT_GUIDANCE))
+    except KinemaError as e:
+        raise CheckpointError(f"model config {where}: {e}") from None
 
 
 def check_options(
@@ -200,8 +214,7 @@ def check_options(
         raise KinemaError(f"size {w}x{h} is larger than 1024x1024 pixels")
     if not (1 <= steps <= 1000):
         raise KinemaError(f"steps must be in [1, 1000], got {steps}")
-    if not (0 <= guidance <= 50):
-        raise KinemaError(f"guidance must be in [0, 50], got {guidance:g}")
+    check_guidance(guidance)
     if sampler not in flow.SAMPLERS:
         raise KinemaError(f"unknown sampler {sampler!r}; choose from {', '.join(flow.SAMPLERS)}")
 

@@ -672,5 +672,7 @@ def export_model(run: Path, dest: Path, dtype: torch.dtype = torch.float16, guid
     """Copy a trained model folder (model.json, vae.*, dit.*) to dest with weights cast to dtype: the shipped
     model is the EMA DiT and the VAE in float16 (half the bytes, outputs within bf16 autocast noise).
     guidance: recorded in model.json as the scale generation uses by default (Pipeline.guidance)."""
-    meta = {"guidance": float(guidance)} if guidance is not None else None
+    from kinema.pipeline import check_guidance
+
+    meta = {"guidance": check_guidance(guidance)} if guidance is not None else None  # before dest is made
     save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype, meta=meta)

@@ -164,7 +164,7 @@ class ModelInfo:
     def read(cls, path: Path | None) -> ModelInfo:
         from kinema.checkpoint import CheckpointError, read_config
         from kinema.dit import DiTConfig
-        from kinema.pipeline import DEFAULT_GUIDANCE, SHIPPED_MODEL
+        from kinema.pipeline import SHIPPED_MODEL, model_guidance
         from kinema.vae import VAEConfig
 
         folder = Path(path) if path is not None else SHIPPED_MODEL
@@ -182,7 +182,7 @@ class ModelInfo:
             width=int(meta.get("width", 64)),
             height=int(meta.get("height", 64)),
             frames=int(meta.get("frames", 25)),
-            guidance=float(meta.get("guidance", DEFAULT_GUIDANCE)),
+            guidance=model_guidance(meta, meta_file),
         )
 
     @property
