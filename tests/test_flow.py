@@ -56,3 +56,12 @@ def test_timesteps() -> None:
     assert flow.shift_for_tokens(256) == 1.0 and flow.shift_for_tokens(4096) == 4.0
     with pytest.raises(ValueError):
         flow.timestep_schedule(0)
+
+
+def test_guidance_interval_reads_the_noise_level():
+    """lo < t <= hi, with per-frame times read at their maximum (clean reference frames sit at t = 0)."""
+    assert flow.in_guidance_interval(torch.tensor([1.0]), (0.0, 1.0))
+    assert not flow.in_guidance_interval(torch.tensor([0.875]), (0.25, 0.75))
+    assert flow.in_guidance_interval(torch.tensor([0.75]), (0.25, 0.75))
+    assert not flow.in_guidance_interval(torch.tensor([0.25]), (0.25, 0.75))
+    assert flow.in_guidance_interval(torch.tensor([[0.0, 0.5, 0.5]]), (0.25, 0.75))

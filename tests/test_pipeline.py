@@ -101,6 +101,45 @@ def test_model_default_guidance(debug_model, tmp_path, text_encoder):
     assert not np.array_equal(own.frames, pipe("a red circle falls", guidance=5.0, **kw).frames)
 
 
+def test_guidance_interval(debug_model, tmp_path, text_encoder):
+    """`kinema export --guidance-interval` records the interval; generation uses it unless given one; guiding
+    no step is sampling without guidance, and (0, 1] is every step."""
+    import json
+
+    from kinema.train import export_model
+
+    export_model(debug_model, tmp_path / "iv", guidance_interval="0.3:0.9")
+    assert json.loads((tmp_path / "iv" / "model.json").read_text())["guidance_interval"] == [0.3, 0.9]
+    pipe = Pipeline.from_pretrained(tmp_path / "iv", text_encoder=text_encoder)
+    assert pipe.guidance_interval == (0.3, 0.9)
+    assert Pipeline.from_pretrained(debug_model, text_encoder=text_encoder).guidance_interval == (0.0, 1.0)
+    kw = dict(steps=3, seed=0, expand=False)
+    own = pipe("a red circle falls", **kw)
+    assert own.info["guidance_interval"] == [0.3, 0.9]
+    assert np.array_equal(own.frames, pipe("a red circle falls", guidance_interval=(0.3, 0.9), **kw).frames)
+    every = pipe("a red circle falls", guidance_interval=(0.0, 1.0), **kw).frames
+    assert not np.array_equal(own.frames, every)
+    none = pipe("a red circle falls", guidance_interval=(0.0, 1e-3), **kw).frames
+    plain = pipe("a red circle falls", guidance=1.0, **kw).frames
+    assert np.abs(none.astype(int) - plain).max() <= 2  # the same model calls (bf16 rows batched apart)
+    assert not np.array_equal(none, every)
+    with pytest.raises(KinemaError, match=r"guidance interval must be two times LO:HI .*got \(0.9, 0.3\)"):
+        pipe("a red circle falls", guidance_interval=(0.9, 0.3), **kw)
+
+
+def test_model_guidance_interval_that_is_not_an_interval_is_a_checkpoint_error(debug_model, tmp_path, text_encoder):
+    import json
+    import shutil
+
+    from kinema.checkpoint import CheckpointError
+
+    shutil.copytree(debug_model, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta | {"guidance_interval": [0.5]}))
+    with pytest.raises(CheckpointError, match=r"guidance interval must be two times LO:HI .*got \[0.5\]"):
+        Pipeline.from_pretrained(tmp_path / "m", text_encoder=text_encoder)
+
+
 def test_model_guidance_that_is_not_a_scale_is_a_checkpoint_error(debug_model, tmp_path, text_encoder):
     import json
     import shutil

@@ -109,6 +109,10 @@ def generate(
     guidance: Annotated[
         float | None, typer.Option(help="Classifier-free guidance scale, 1 disables it (default: the model's, 5).")
     ] = None,
+    guidance_interval: Annotated[
+        str | None,
+        typer.Option(help="LO:HI: guide only the steps at times LO < t <= HI, 1 = noise (default: the model's)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same video.")] = 0,
     sampler: Annotated[str, typer.Option(help="euler or heun.")] = "euler",
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
@@ -195,6 +199,7 @@ def generate(
         fps=f,
         steps=steps,
         guidance=guidance,
+        guidance_interval=guidance_interval,
         seed=seed,
         sampler=sampler,
         expand=not no_expand,
@@ -523,11 +528,14 @@ def export(
     guidance: Annotated[
         float | None, typer.Option(help="The guidance scale generation uses by default with this model.")
     ] = None,
+    guidance_interval: Annotated[
+        str | None, typer.Option(help="LO:HI: the times generation guides by default (default: every step).")
+    ] = None,
 ) -> None:
     """Write a compact float16 copy of a trained model folder (what the package ships)."""
     from kinema.train import export_model
 
-    export_model(run, out, guidance=guidance)
+    export_model(run, out, guidance=guidance, guidance_interval=guidance_interval)
     typer.echo(f"exported {run} to {out}")
 
 
@@ -548,6 +556,9 @@ def eval_cmd(
     seeds: Annotated[int, typer.Option(help="Videos per prompt (sampling seeds).")] = 1,
     steps: Annotated[int, typer.Option()] = 30,
     guidance: Annotated[float | None, typer.Option(help="Default: the model's (5 unless its model.json says).")] = None,
+    guidance_interval: Annotated[
+        str | None, typer.Option(help="LO:HI: guide only at times LO < t <= HI (default: the model's).")
+    ] = None,
     sampler: Annotated[str, typer.Option(help="euler or heun (heun: two model calls a step).")] = "euler",
     seed: Annotated[int, typer.Option()] = 0,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Score raw prompts, without expansion.")] = False,
@@ -587,15 +598,18 @@ def eval_cmd(
         elif baseline is not None:
             source, config["source"] = E.baseline(baseline), f"baseline:{baseline}"
         else:
-            from kinema.pipeline import Pipeline
+            from kinema.pipeline import Pipeline, check_guidance_interval
 
             pipe = Pipeline.from_pretrained(model)
             guidance = pipe.guidance if guidance is None else guidance
+            interval = check_guidance_interval(guidance_interval) if guidance_interval else pipe.guidance_interval
+            opts = (steps, guidance, not no_expand, seed, sampler, interval)
             if conditioned is None:
-                source = E.from_model(pipe, steps, guidance, not no_expand, seed, sampler)
+                source = E.from_model(pipe, *opts)
             else:  # the model continues the first K frames of each ground-truth render (extension)
-                source = E.from_model_continuing(pipe, conditioned, steps, guidance, not no_expand, seed, sampler)
+                source = E.from_model_continuing(pipe, conditioned, *opts)
             config.update(source=f"model:{pipe.path}", steps=steps, guidance=guidance, expand=not no_expand)
+            config["guidance_interval"] = list(interval)
             config["sampler"] = sampler
     from kinema.fvd import encoder_available
 

@@ -290,9 +290,16 @@ def from_folder(item: Item, k: int = 0) -> tuple[np.ndarray, float]:
 
 
 def from_model(
-    pipe, steps: int = 30, guidance: float | None = None, expand: bool = True, seed: int = 0, sampler: str = "euler"
+    pipe,
+    steps: int = 30,
+    guidance: float | None = None,
+    expand: bool = True,
+    seed: int = 0,
+    sampler: str = "euler",
+    guidance_interval: tuple[float, float] | None = None,
 ) -> Source:
-    """Sample the item's prompt with a Pipeline (seed + item index + 1000 k); guidance None: the model's."""
+    """Sample the item's prompt with a Pipeline (seed + item index + 1000 k); guidance and its interval
+    None: the model's."""
 
     def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
         scene = item["spec"].get("scene", {})
@@ -301,6 +308,7 @@ def from_model(
             item["prompt"],
             steps=steps,
             guidance=guidance,
+            guidance_interval=guidance_interval,
             sampler=sampler,
             seed=seed + item["index"] + 1000 * k,
             expand=expand,
@@ -319,6 +327,7 @@ def from_model_continuing(
     expand: bool = True,
     seed: int = 0,
     sampler: str = "euler",
+    guidance_interval: tuple[float, float] | None = None,
 ) -> Source:
     """Conditioned mode on a Pipeline: it extends the first `observed` frames of the item's ground-truth
     render forward to the render's length (generate(video=..., extend="forward")). The pipeline keeps the
@@ -336,6 +345,7 @@ def from_model_continuing(
             size=(truth.shape[2], truth.shape[1]),
             steps=steps,
             guidance=guidance,
+            guidance_interval=guidance_interval,
             sampler=sampler,
             seed=seed + item["index"] + 1000 * k,
             expand=expand,

@@ -65,6 +65,16 @@ def guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
+def in_guidance_interval(t: Tensor, interval: tuple[float, float]) -> bool:
+    """Whether a step at time t gets guidance (Kynkaanniemi et al., 2024, "Applying Guidance in a Limited
+    Interval"): lo < t <= hi. Guidance at high noise pulls every sample towards the same layouts and
+    sizes, and at low noise it only sharpens; outside the interval the conditional velocity alone is used.
+    t is (B,) or per latent frame (B, T), where clean references sit at 0: the noise level is its maximum."""
+    lo, hi = interval
+    level = float(t.max())
+    return lo < level <= hi
+
+
 def conditioned(model_fn: ModelFn, clean: Tensor, given: Tensor) -> ModelFn:
     """Wrap model_fn so that the latent frames where given (T,) is True are clean references.
 

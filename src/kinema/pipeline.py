@@ -61,6 +61,7 @@ from kinema.watermark import make_payload, model_id_for
 
 MAX_SECONDS = 60.0
 DEFAULT_GUIDANCE = 5.0  # a model folder's model.json may name its own ("guidance"): Pipeline.guidance
+FULL_INTERVAL = (0.0, 1.0)  # guidance at every step unless model.json names "guidance_interval"
 EDIT_STRENGTH = 0.6  # SDEdit default: keeps the input's layout and timing, lets the prompt change colours
 SHIPPED_MODEL = Path(__file__).parent / "assets"
 
@@ -142,6 +143,7 @@ class Pipeline:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"corrupt model config {meta_file}: {e}") from None
         model_guidance(meta, meta_file)  # a bad default scale fails at load, not at the first request
+        model_guidance_interval(meta, meta_file)
         try:
             vae = VideoVAE(VAEConfig(**read_config(folder, "vae")["config"]))
             dit = DiT(DiTConfig(**read_config(folder, "dit")["config"]))
@@ -171,6 +173,12 @@ class Pipeline:
         return model_guidance(self.meta, self.path)
 
     @property
+    def guidance_interval(self) -> tuple[float, float]:
+        """The times (lo, hi] at which guidance is applied when none are given: the model's own
+        ("guidance_interval" in model.json, `kinema export --guidance-interval`), else every step."""
+        return model_guidance_interval(self.meta, self.path)
+
+    @property
     def window(self) -> int:
         """Latent frames of the clip length the model was trained at (longer videos are made in windows)."""
         return 1 + (int(self.meta.get("frames", 25)) - 1) // self.vae.cfg.temporal_ratio
@@ -196,6 +204,33 @@ def model_guidance(meta: dict, where: Path | None) -> float:
     if it names something that is not a scale."""
     try:
         return check_guidance(meta.get("guidance", DEFAULT_GUIDANCE))
+    except KinemaError as e:
+        raise CheckpointError(f"model config {where}: {e}") from None
+
+
+def check_guidance_interval(interval: object) -> tuple[float, float]:
+    """A guidance interval: two times lo < hi in [0, 1] (a list, a tuple or "LO:HI"; KinemaError otherwise)."""
+    bad = KinemaError(f"guidance interval must be two times LO:HI with 0 <= LO < HI <= 1, got {interval!r}")
+    if isinstance(interval, str):
+        try:
+            interval = [float(v) for v in interval.split(":")]
+        except ValueError:
+            raise bad from None
+    if not isinstance(interval, list | tuple) or len(interval) != 2:
+        raise bad
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in interval):
+        raise bad
+    lo, hi = (float(v) for v in interval)
+    if not 0 <= lo < hi <= 1:
+        raise bad
+    return lo, hi
+
+
+def model_guidance_interval(meta: dict, where: Path | None) -> tuple[float, float]:
+    """A model's default guidance interval from its model.json (every step if it names none);
+    CheckpointError if it names something else."""
+    try:
+        return check_guidance_interval(meta.get("guidance_interval", FULL_INTERVAL))
     except KinemaError as e:
         raise CheckpointError(f"model config {where}: {e}") from None
 
@@ -439,9 +474,12 @@ class _Run:
         return buf
 
 
-def text_model_fn(pipe: Pipeline, text: str, negative_prompt: str, guidance: float) -> flow.ModelFn:
+def text_model_fn(
+    pipe: Pipeline, text: str, negative_prompt: str, guidance: float, interval: tuple[float, float] = FULL_INTERVAL
+) -> flow.ModelFn:
     """model_fn(x, t) -> velocity for one prompt, with classifier-free guidance batched (text tokens are
-    projected once per request). t is (B,) or per latent frame (B, T)."""
+    projected once per request) at the steps whose time lies in interval (flow.in_guidance_interval); the
+    other steps run the conditional branch alone, at half the cost. t is (B,) or per latent frame (B, T)."""
     emb, mask = pipe.text_encoder.encode([text, negative_prompt])
     use_cfg = guidance != 1.0
     if not use_cfg:
@@ -450,11 +488,12 @@ def text_model_fn(pipe: Pipeline, text: str, negative_prompt: str, guidance: flo
         cache = pipe.dit.encode_text(emb, mask)
 
     def model_fn(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        n = 2 if use_cfg else 1
+        n = 2 if use_cfg and flow.in_guidance_interval(t, interval) else 1
+        c = cache if n == 2 else (cache[0][:1], cache[1][:1])
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            v = pipe.dit(xt.repeat(n, 1, 1, 1, 1), t.repeat(n, *[1] * (t.ndim - 1)), emb, mask, text_cache=cache)
+            v = pipe.dit(xt.repeat(n, 1, 1, 1, 1), t.repeat(n, *[1] * (t.ndim - 1)), emb[:n], mask[:n], text_cache=c)
         v = v.float()
-        return flow.guidance(v[:1], v[1:], guidance) if use_cfg else v
+        return flow.guidance(v[:1], v[1:], guidance) if n == 2 else v
 
     return model_fn
 
@@ -470,6 +509,7 @@ def generate(
     fps: float | None = None,
     steps: int = 30,
     guidance: float | None = None,
+    guidance_interval: tuple[float, float] | str | None = None,
     seed: int = 0,
     sampler: str = "euler",
     expand: bool = True,
@@ -508,11 +548,14 @@ def generate(
     Every prompt (each shot's, and the negative prompt when guidance < 1 gives it positive weight) is checked
     against the usage policy before any model work: a refused one raises PolicyError (kinema.moderation).
     moderate=False skips the check; it is for tests and internal evaluation on the world's own prompts.
-    guidance None is the model's own scale (Pipeline.guidance).
+    guidance None is the model's own scale (Pipeline.guidance); guidance_interval (lo, hi) applies it only
+    at the sampling times lo < t <= hi (flow.in_guidance_interval), None the model's own
+    (Pipeline.guidance_interval: every step unless its model.json names one).
     """
     meta = pipe.meta
     fps = float(fps or meta.get("fps", 12))
     guidance = pipe.guidance if guidance is None else guidance
+    interval = pipe.guidance_interval if guidance_interval is None else check_guidance_interval(guidance_interval)
     size = tuple(size or (meta.get("width", 64), meta.get("height", 64)))  # type: ignore[assignment]
     inputs = {
         "image": image,
@@ -538,7 +581,8 @@ def generate(
             texts["negative prompt"] = negative_prompt
         check_prompts(texts, pipe.text_encoder)
     if shot_list is not None:
-        kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, sampler=sampler, progress=progress)
+        kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, guidance_interval=interval, sampler=sampler)
+        kw["progress"] = progress
         context, noise = shot_context or "none", shot_noise or "new"
         return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, context, noise, kw)
     started = time.time()
@@ -552,7 +596,7 @@ def generate(
     new_latents = max(1, round((seconds or default_seconds) * fps / r))  # extension only
     duration = r * new_latents / fps if task == "video" else (n_frames - 1) / fps
     text = expand_prompt(prompt, aspect=w / h, duration=duration) if expand else prompt
-    run = _Run(pipe, text_model_fn(pipe, text, negative_prompt, guidance), size, steps, sampler, seed)
+    run = _Run(pipe, text_model_fn(pipe, text, negative_prompt, guidance, interval), size, steps, sampler, seed)
     run.callback = _progress_counter(progress)
     T = (n_frames - 1) // r + 1
     vae = pipe.vae
@@ -589,6 +633,7 @@ def generate(
         "task": task,
         "steps": steps,
         "guidance": guidance,
+        "guidance_interval": list(interval),
         "sampler": sampler,
         "size": [w, h],
         "frames": len(out),

@@ -668,11 +668,22 @@ class Monitor:
             self.log.close()
 
 
-def export_model(run: Path, dest: Path, dtype: torch.dtype = torch.float16, guidance: float | None = None) -> None:
+def export_model(
+    run: Path,
+    dest: Path,
+    dtype: torch.dtype = torch.float16,
+    guidance: float | None = None,
+    guidance_interval: tuple[float, float] | str | None = None,
+) -> None:
     """Copy a trained model folder (model.json, vae.*, dit.*) to dest with weights cast to dtype: the shipped
     model is the EMA DiT and the VAE in float16 (half the bytes, outputs within bf16 autocast noise).
-    guidance: recorded in model.json as the scale generation uses by default (Pipeline.guidance)."""
-    from kinema.pipeline import check_guidance
+    guidance and guidance_interval: recorded in model.json as what generation uses by default
+    (Pipeline.guidance, Pipeline.guidance_interval)."""
+    from kinema.pipeline import check_guidance, check_guidance_interval
 
-    meta = {"guidance": check_guidance(guidance)} if guidance is not None else None  # before dest is made
-    save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype, meta=meta)
+    meta = {}  # checked before dest is made
+    if guidance is not None:
+        meta["guidance"] = check_guidance(guidance)
+    if guidance_interval is not None:
+        meta["guidance_interval"] = list(check_guidance_interval(guidance_interval))
+    save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype, meta=meta or None)
