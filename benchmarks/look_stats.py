@@ -2,7 +2,8 @@
 
     python benchmarks/look_stats.py shipped runs/dit8 runs/dit8@3 [--n 32]
 
-A model may carry its guidance after '@' (default: its own, 5 unless its model.json names one). For the
+A model may carry its guidance after '@', and a guidance interval after another (default: its own, 5 at
+every step unless its model.json names them). For the
 first n test prompts, each model's videos (sampled as `kinema eval` does: 30 Euler steps, the same seeds)
 and the ground-truth renders are compared on: the median colour of the frame (the background), the share
 of saturated pixels (max - min channel > 60: the objects, since the background is grey), of dark pixels
@@ -17,8 +18,7 @@ import argparse
 
 import numpy as np
 
-from kinema.evaluate import from_model, ground_truth, prompt_set, sample_videos
-from kinema.pipeline import Pipeline
+from kinema.evaluate import from_model, ground_truth, model_spec, prompt_set, sample_videos
 
 
 def look(videos: list[np.ndarray]) -> dict[str, str]:
@@ -41,16 +41,14 @@ def look(videos: list[np.ndarray]) -> dict[str, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="model folders or 'shipped', each optionally @GUIDANCE")
+    ap.add_argument("models", nargs="+", help="model folders or 'shipped', each optionally @GUIDANCE[@LO:HI]")
     ap.add_argument("--n", type=int, default=32)
     args = ap.parse_args()
     items = prompt_set("test", args.n)
     sets = {"ground truth": look([ground_truth(it)[0] for it in items])}
-    for name in args.models:
-        folder, _, guidance = name.partition("@")
-        pipe = Pipeline.from_pretrained(None if folder == "shipped" else folder)
-        g = float(guidance) if guidance else pipe.guidance
-        sets[f"{folder}@{g:g}"] = look(sample_videos(from_model(pipe, guidance=g), items))
+    for spec in args.models:
+        pipe, g, interval, label = model_spec(spec)
+        sets[label] = look(sample_videos(from_model(pipe, guidance=g, guidance_interval=interval), items))
     print(f"first {args.n} test prompts, 2 s at 64x64")
     print("| | " + " | ".join(sets) + " |")
     print("|---" * (len(sets) + 1) + "|")

@@ -25,12 +25,16 @@ import sys
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from kinema import metrics, world
+
+if TYPE_CHECKING:
+    from kinema.pipeline import Pipeline
 
 # Suites as groupings of the per-fact check families (metrics._fact_key's prefix). A video's suite score is
 # the mean of its checks in that suite; a suite's mean is over the videos that have at least one.
@@ -358,6 +362,21 @@ def from_model_continuing(
 # ---------------------------------------------------------------------------------------------------
 # Scoring and the report
 # ---------------------------------------------------------------------------------------------------
+
+
+def model_spec(spec: str) -> tuple[Pipeline, float, tuple[float, float], str]:
+    """ "FOLDER[@GUIDANCE[@LO:HI]]" (FOLDER "shipped" for the shipped model; left out, the model's own
+    guidance and interval) -> (pipeline, guidance, interval, label), for benchmarks comparing settings."""
+    from kinema.pipeline import Pipeline, check_guidance, check_guidance_interval
+
+    folder, *rest = spec.split("@")
+    if len(rest) > 2:
+        raise ValueError(f"model spec {spec!r}: expected FOLDER[@GUIDANCE[@LO:HI]]")
+    pipe = Pipeline.from_pretrained(None if folder == "shipped" else folder)
+    g = check_guidance(float(rest[0])) if rest and rest[0] else pipe.guidance
+    interval = check_guidance_interval(rest[1]) if len(rest) > 1 else pipe.guidance_interval
+    label = f"{folder}@{g:g}" + ("" if interval == (0.0, 1.0) else f"@{interval[0]:g}:{interval[1]:g}")
+    return pipe, g, interval, label
 
 
 def sample_videos(source: Source, items: list[Item]) -> list[np.ndarray]:
