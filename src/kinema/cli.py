@@ -103,7 +103,9 @@ def generate(
     frames: Annotated[
         int | None, typer.Option(help="Frame count 1 + 4k instead of --seconds; 1 gives an image.")
     ] = None,
-    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, multiples of the model stride (16).")] = None,
+    size: Annotated[
+        str | None, typer.Option(help="WIDTHxHEIGHT, multiples of the model stride (8 for the shipped model).")
+    ] = None,
     fps: Annotated[float | None, typer.Option(help="Frames per second (default: the model's).")] = None,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 30,
     guidance: Annotated[
