@@ -567,3 +567,19 @@ def test_serve_compile_reaches_the_worker_processes(tmp_path: Path, debug_model:
         service._start_worker("w0")
     assert [s["compile"] for s in started] == [False, True] and started[0]["model"] == str(debug_model)
     assert "compile" in inspect.signature(worker.process_main).parameters
+
+
+@pytest.mark.parametrize("bad", [{"guidance": "strong"}, {"guidance_interval": [0.9, 0.1]}])
+def test_bad_model_defaults_fail_at_server_start(debug_model: Path, tmp_path: Path, bad: dict) -> None:
+    """A model.json whose default guidance or guidance interval is malformed stops the server from starting
+    (ModelInfo.read), not the first request."""
+    import shutil
+
+    from kinema.checkpoint import CheckpointError
+    from kinema.server.app import ModelInfo
+
+    shutil.copytree(debug_model, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta | bad))
+    with pytest.raises(CheckpointError, match=r"model config .*model\.json: guidance"):
+        ModelInfo.read(tmp_path / "m")

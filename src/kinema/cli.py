@@ -109,7 +109,8 @@ def generate(
     fps: Annotated[float | None, typer.Option(help="Frames per second (default: the model's).")] = None,
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 30,
     guidance: Annotated[
-        float | None, typer.Option(help="Classifier-free guidance scale, 1 disables it (default: the model's, 5).")
+        float | None,
+        typer.Option(help="Classifier-free guidance scale, 1 disables it (default: the model's; shipped: 4)."),
     ] = None,
     guidance_interval: Annotated[
         str | None,
