@@ -23,6 +23,32 @@ def shards(tmp_path_factory: pytest.TempPathFactory, text_encoder) -> tuple[Path
     return out, vae_dir
 
 
+def test_prepare_world_in_worker_processes_writes_the_same_shards(
+    shards: tuple[Path, Path], tmp_path: Path, text_encoder
+) -> None:
+    """Rendering in a pool (prepare-world --workers, as on a GPU machine) changes nothing in the shards."""
+    data, vae_dir = shards
+    prepare_world(
+        tmp_path, vae_dir, 12, ClipShape(9, 32, 32, 8.0), shard_size=8, batch=4, text_encoder=text_encoder, workers=2
+    )
+    for name in ("shard_0000.pt", "shard_0001.pt"):
+        a, b = torch.load(data / name), torch.load(tmp_path / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}: {key} differs"
+    # and the pool's task renders what data.world_batch does
+    from kinema import world
+    from kinema.data import to_tensor, world_batch
+    from kinema.train import _render_world
+
+    shape = ClipShape(9, 32, 24, 8.0)
+    frames, long, short = _render_world(([3, 7], shape))
+    x, scenes = world_batch([3, 7], shape)
+    assert long == [world.long_caption(sc) for sc in scenes]
+    assert torch.equal(torch.stack([to_tensor(f) for f in frames]), x)
+    assert len(long) == len(short) == 2 and long[0] != short[0]
+
+
 def test_dit_resume_is_exact(shards: tuple[Path, Path], tmp_path: Path, text_encoder) -> None:
     data, vae_dir = shards
     kw = dict(preset="debug", batch=4, save_every=2, text_encoder=text_encoder)

@@ -358,15 +358,23 @@ def prepare_world_cmd(
     object_masks: Annotated[
         bool, typer.Option("--object-masks", help="Also write objmask.pt (for train --object-weight).")
     ] = False,
+    device: Annotated[str, typer.Option(help="Where the VAE and text encoder run: cpu or cuda.")] = "cpu",
+    workers: Annotated[int, typer.Option(help="Processes that render clips (0: render in this one).")] = 0,
 ) -> None:
     """Encode world clips and captions into cached latent shards for DiT training."""
+    import torch
+
     from kinema.data import ClipShape, prepare_object_masks
     from kinema.footage import bucket_set
     from kinema.train import DEFAULT_SHAPE, prepare_world
 
     shape = ClipShape(DEFAULT_SHAPE.frames, DEFAULT_SHAPE.width, DEFAULT_SHAPE.height, fps)
     sizes = bucket_set(buckets) if buckets else None  # checked against the VAE's ratios in prepare_world
-    prepare_world(out, vae, n, shape, buckets=sizes, bucket_set=buckets or "")
+    if workers < 0 or device not in ("cpu", "cuda"):
+        raise ValueError(f"need --workers >= 0 and --device cpu or cuda, got {workers} and {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible")
+    prepare_world(out, vae, n, shape, buckets=sizes, bucket_set=buckets or "", device=device, workers=workers)
     if object_masks:
         prepare_object_masks(out)
 

@@ -74,5 +74,7 @@ class TextEncoder:
             truncation=True,
             return_tensors="pt",
         )
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return out.last_hidden_state.float(), batch["attention_mask"].bool()
+        device = next(self.model.parameters()).device
+        ids, attention = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        out = self.model(input_ids=ids, attention_mask=attention)
+        return out.last_hidden_state.float(), attention.bool()

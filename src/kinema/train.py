@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from kinema import world
 from kinema.checkpoint import (
     CheckpointError,
     atomic_write,
@@ -48,7 +50,14 @@ from kinema.checkpoint import (
     save_state,
     set_rng_state,
 )
-from kinema.data import ClipShape, LatentSet, LatentShards, open_latents, prepare_object_masks, world_batch
+from kinema.data import (
+    ClipShape,
+    LatentSet,
+    LatentShards,
+    open_latents,
+    prepare_object_masks,
+    to_tensor,
+)
 from kinema.dit import DIT_PRESETS, DiT, DiTConfig, check_patch, forward_flops, repatch
 from kinema.flow import add_noise, flow_loss, sample_timesteps, shift_for_tokens
 from kinema.footage import Bucket
@@ -92,6 +101,8 @@ def prepare_world(
     text_encoder: TextEncoder | None = None,
     buckets: tuple[Bucket, ...] | None = None,
     bucket_set: str = "",
+    device: str = "cpu",
+    workers: int = 0,
 ) -> None:
     """Render n training clips, encode them with the VAE and both captions with the text encoder, and
     write shard_XXXX.pt files. Resumable: shards already written are kept.
@@ -99,11 +110,15 @@ def prepare_world(
     With buckets (footage.Bucket shapes at shape.fps), clip i goes to bucket i mod len(buckets), its scene
     sampled at that bucket's aspect and duration, and the folder takes footage's layout (meta.json with
     "buckets", one sub-folder of shards per bucket; data.open_latents), so `kinema train` trains on every
-    shape, a step's bucket drawn in proportion to its clips."""
+    shape, a step's bucket drawn in proportion to its clips.
+
+    device runs the VAE and the text encoder there (e.g. "cuda"); workers > 0 renders in that many processes
+    (the rendering is CPU-bound and, on a GPU, the slow part). The shards are the same either way."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    vae = load_vae(vae_dir)
+    vae = load_vae(vae_dir).to(device)
     enc = text_encoder or TextEncoder.from_pretrained(max_length=TEXT_LEN)
+    enc.model.to(device)
     if buckets:
         for b in buckets:
             b.check(vae.cfg.spatial_ratio, vae.cfg.temporal_ratio)
@@ -121,30 +136,35 @@ def prepare_world(
     e, m = enc.encode([""], pad_to=TEXT_LEN)  # the empty prompt, so training needs no text encoder
     atomic_write(out / "null.pt", lambda p: torch.save({"text": e[0], "mask": m[0]}, p))
     bar = tqdm(total=n, desc="prepare-world", dynamic_ncols=True)
-    for folder, indices, clip_shape in jobs:
-        folder.mkdir(exist_ok=True)
-        for s, start in enumerate(range(0, len(indices), shard_size)):
-            part = indices[start : start + shard_size]
-            path = folder / f"shard_{s:04d}.pt"
-            if not path.exists():
-                shard = _encode_world(part, clip_shape, vae, enc, batch, bar)
-                atomic_write(path, lambda p, shard=shard: torch.save(shard, p))
-            else:
-                bar.update(len(part))
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 0 else None
+    try:
+        for folder, indices, clip_shape in jobs:
+            folder.mkdir(exist_ok=True)
+            for s, start in enumerate(range(0, len(indices), shard_size)):
+                part = indices[start : start + shard_size]
+                path = folder / f"shard_{s:04d}.pt"
+                if not path.exists():
+                    chunks = [(part[i : i + batch], clip_shape) for i in range(0, len(part), batch)]
+                    rendered = pool.imap(_render_world, chunks) if pool else map(_render_world, chunks)
+                    clips = ((torch.stack([to_tensor(c) for c in x]), lc, sc) for x, lc, sc in rendered)
+                    shard = encode_clips(clips, vae, enc, bar)
+                    atomic_write(path, lambda p, shard=shard: torch.save(shard, p))
+                else:
+                    bar.update(len(part))
+    finally:
+        if pool:
+            pool.terminate()
     bar.close()
 
 
-def _encode_world(
-    indices: list[int], shape: ClipShape, vae: VideoVAE, enc: TextEncoder, batch: int, bar: tqdm
-) -> dict[str, torch.Tensor]:
-    """One shard of world clips `indices` (see encode_clips)."""
-
-    def batches() -> Iterator[tuple[torch.Tensor, list[str], list[str]]]:
-        for i in range(0, len(indices), batch):
-            x, scenes = world_batch(indices[i : i + batch], shape)
-            yield x, [long_caption(sc) for sc in scenes], [short_caption(sc) for sc in scenes]
-
-    return encode_clips(batches(), vae, enc, bar)
+def _render_world(job: tuple[list[int], ClipShape]) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """World clips `indices` at one shape as uint8 frames (a quarter of the bytes of floats through a pool's
+    pipe) with their long and short captions: data.world_batch, split in two."""
+    indices, shape = job
+    duration = (shape.frames - 1) / shape.fps
+    scenes = [world.sample_scene(i, "train", aspect=shape.width / shape.height, duration=duration) for i in indices]
+    frames = [world.render(sc, shape.width, shape.height, shape.fps) for sc in scenes]
+    return frames, [long_caption(sc) for sc in scenes], [short_caption(sc) for sc in scenes]
 
 
 def encode_clips(
@@ -156,13 +176,14 @@ def encode_clips(
     """One shard from (clips (B, 3, T, H, W) in [-1, 1], long captions, short captions) batches: bf16
     latents and both captions' embeddings and masks, padded to TEXT_LEN (the shard format LatentShards reads)."""
     lat, tl, ml, ts, ms = [], [], [], [], []
+    device = next(vae.parameters()).device  # the encoders' device; the shard is on the CPU
     for x, long, short in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            lat.append(vae.encode(x).to(torch.bfloat16))
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            lat.append(vae.encode(x.to(device)).to(torch.bfloat16).cpu())
         for captions, es, ms_ in ((long, tl, ml), (short, ts, ms)):
             e, m = enc.encode(captions)  # padded to the longest, then to TEXT_LEN below
-            es.append(torch.nn.functional.pad(e, (0, 0, 0, TEXT_LEN - e.shape[1])).to(torch.bfloat16))
-            ms_.append(torch.nn.functional.pad(m, (0, TEXT_LEN - m.shape[1])))
+            es.append(torch.nn.functional.pad(e, (0, 0, 0, TEXT_LEN - e.shape[1])).to(torch.bfloat16).cpu())
+            ms_.append(torch.nn.functional.pad(m, (0, TEXT_LEN - m.shape[1])).cpu())
         if bar is not None:
             bar.update(len(long))
     return {
