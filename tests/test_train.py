@@ -179,3 +179,21 @@ def test_object_weighted_loss_uses_world_masks(shards: tuple[Path, Path], tmp_pa
     with pytest.raises(ValueError, match="object_t_max"):
         train(tmp_path / "bad", data, vae_dir, object_weight=4.0, object_t_max=0.0, **kw)
     (data / "objmask.pt").unlink()  # the module's other tests use the shards without masks
+
+
+def test_monitor_counts_flops_per_clip(tmp_path: Path) -> None:
+    """GFLOP/s is the batch's clips times one clip's FLOPs (attention is quadratic in a clip's tokens only),
+    so a batch of 4 clips reads 4x one clip at the same time per step."""
+    from kinema.dit import DIT_PRESETS, forward_flops
+    from kinema.parallel import Dist
+    from kinema.train import TEXT_LEN, Monitor
+
+    cfg = DIT_PRESETS["debug"]
+    mon = Monitor(tmp_path, Dist(device=torch.device("cpu")), cfg, steps=2, step=0, peak_tflops=1.0)
+    mon.step(1, 0.5, 1.0, clips=1, clip_tokens=112, dt=0.5)
+    mon.step(2, 0.5, 1.0, clips=4, clip_tokens=112, dt=0.5)
+    mon.close()
+    one, four = (json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines())
+    assert one["gflops_per_s"] == pytest.approx(3 * forward_flops(cfg, 112, TEXT_LEN) / 0.5 / 1e9)
+    assert four["gflops_per_s"] == pytest.approx(4 * one["gflops_per_s"])
+    assert four["tokens_per_s"] == 4 * 112 / 0.5 and four["mfu"] == pytest.approx(four["gflops_per_s"] / 1e3)

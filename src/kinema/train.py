@@ -134,7 +134,7 @@ def prepare_world(
         jobs = [(out, list(range(n)), shape)]
     atomic_write(out / "meta.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     e, m = enc.encode([""], pad_to=TEXT_LEN)  # the empty prompt, so training needs no text encoder
-    atomic_write(out / "null.pt", lambda p: torch.save({"text": e[0], "mask": m[0]}, p))
+    atomic_write(out / "null.pt", lambda p: torch.save({"text": e[0].cpu(), "mask": m[0].cpu()}, p))
     bar = tqdm(total=n, desc="prepare-world", dynamic_ncols=True)
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 0 else None
     try:
@@ -547,9 +547,11 @@ def _train(
             opt.zero_grad(set_to_none=True)
             skipped += 1
         step += 1
+        if d.device.type == "cuda":  # the step's kernels, the optimiser's too, have run: time them all
+            torch.cuda.synchronize(d.device)
         if why is None:
-            tokens = batch * x0.shape[2] * sets[bt.bucket].tokens // sets[bt.bucket].shards.latents.shape[2]
-            monitor.step(step, all_mean(loss.detach(), d).item(), gnorm.item(), tokens, time.time() - t0)
+            clip_tokens = x0.shape[2] * sets[bt.bucket].tokens // sets[bt.bucket].shards.latents.shape[2]
+            monitor.step(step, all_mean(loss.detach(), d).item(), gnorm.item(), batch, clip_tokens, time.time() - t0)
         else:
             monitor.skipped(step, skipped, why)
         if step % save_every == 0 or step == steps:  # also after a skipped step: the schedule of saves holds
@@ -643,12 +645,14 @@ class Monitor:
         self.tb = SummaryWriter(str(out / "tb")) if d.main else None
         self.log = (out / "log.jsonl").open("a") if d.main else None
 
-    def step(self, step: int, loss: float, gnorm: float, tokens: int, dt: float) -> None:
+    def step(self, step: int, loss: float, gnorm: float, clips: int, clip_tokens: int, dt: float) -> None:
+        """A step of `clips` clips (the global batch) of `clip_tokens` DiT tokens each took `dt` seconds."""
         self.losses[step] = loss
         if not self.d.main:
             return
-        flops = 3 * forward_flops(self.cfg, tokens, TEXT_LEN)  # forward + backward, whole batch
-        row = {"step": step, "loss": loss, "grad_norm": gnorm, "tokens_per_s": tokens / dt}
+        # forward + backward of each clip: attention is quadratic in a clip's tokens, not in the batch's
+        flops = 3 * forward_flops(self.cfg, clip_tokens, TEXT_LEN) * clips
+        row = {"step": step, "loss": loss, "grad_norm": gnorm, "tokens_per_s": clips * clip_tokens / dt}
         row["gflops_per_s"] = flops / dt / 1e9
         if self.peak:
             row["mfu"] = flops / dt / (self.peak * 1e12 * self.d.world)
