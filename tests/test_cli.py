@@ -140,3 +140,16 @@ def test_export_bad_guidance(tmp_path, debug_model):
     r = kinema("export", "--run", str(debug_model), "--out", str(tmp_path / "x"), "--guidance-interval", "0.8:0.2")
     assert "guidance interval must be two times LO:HI with 0 <= LO < HI <= 1, got '0.8:0.2'" in _one_line_error(r)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [(["--workers", "-1"], "--workers >= 0"), (["--device", "tpu"], "--device cpu or cuda")]
+    + ([] if __import__("torch").cuda.is_available() else [(["--device", "cuda"], "no CUDA device")]),
+)
+def test_prepare_world_bad_options(tmp_path: Path, args: list[str], match: str) -> None:
+    """prepare-world's --device and --workers: one error line, and no output folder is started."""
+    out = tmp_path / "lat"
+    r = kinema("prepare-world", "--vae", str(tmp_path), "--out", str(out), "--n", "4", *args)
+    assert match in _one_line_error(r)
+    assert not out.exists()
