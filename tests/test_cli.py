@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def kinema(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -145,7 +146,7 @@ def test_export_bad_guidance(tmp_path, debug_model):
 @pytest.mark.parametrize(
     "args,match",
     [(["--workers", "-1"], "--workers >= 0"), (["--device", "tpu"], "--device cpu or cuda")]
-    + ([] if __import__("torch").cuda.is_available() else [(["--device", "cuda"], "no CUDA device")]),
+    + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")]),
 )
 def test_prepare_world_bad_options(tmp_path: Path, args: list[str], match: str) -> None:
     """prepare-world's --device and --workers: one error line, and no output folder is started."""
