@@ -130,3 +130,28 @@ def test_credentials_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("KINEMA_C2PA_CERT", str(tmp_path / "chain.pem"))  # a key without a cert, or the reverse
     with pytest.raises(P.ProvenanceError, match="both"):
         P.credentials()
+
+
+def test_detector_refit_on_plain_and_watermarked_copies(tmp_path: Path) -> None:
+    """`detect train --watermark`: every generated clip also enters watermarked; held-out AUROC is reported
+    overall and for each kind of copy, beside the baseline's on the same clips; the weights it writes load."""
+    from kinema import detect
+
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for k, folder in enumerate(folders):  # stand-ins for two models' clips: blurred, over-saturated renders
+        folder.mkdir()
+        for i in range(5):
+            v = W.render(W.sample_scene(500 + 10 * k + i, "test"), 64, 64, 12).astype(np.float32)
+            v = np.clip((v - 115) * 1.6 + 115, 0, 255)
+            v = (v + np.roll(v, 1, 1) + np.roll(v, 1, 2)) / 3
+            np.savez_compressed(folder / f"gen_{i:04d}.npz", frames=v.astype(np.uint8))
+    r = detect.train(folders, tmp_path / "w.json", watermark=True)
+    assert r["n_generated"] == 20 and r["watermarked_copies"] and r["data"] == [str(f) for f in folders]
+    for key in ("heldout_auroc", "heldout_auroc_plain", "heldout_auroc_marked"):
+        assert 0.0 <= r[key] <= 1.0 and 0.0 <= r["baseline_" + key] <= 1.0
+    w = json.loads((tmp_path / "w.json").read_text())
+    x = np.stack([detect.features(np.load(folders[0] / "gen_0000.npz")["frames"])])
+    assert np.isfinite(detect._scores(x, w)).all()
+    with pytest.raises(FileNotFoundError, match="no gen_"):
+        detect.train([tmp_path / "empty"], tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()

@@ -165,30 +165,55 @@ def evaluate(
     }
 
 
-def train(data: Path, out: Path, seed: int = 0, baseline: Path | None = WEIGHTS) -> dict:
+def train(
+    data: Path | list[Path], out: Path, seed: int = 0, baseline: Path | None = WEIGHTS, watermark: bool = False
+) -> dict:
     """Fit on 70% of the generated clips and as many world renders (+ real footage crops), report AUROC on
     the other 30% (and that of the baseline weights on the same clips, when given), then refit on
-    everything and write the weights."""
+    everything and write the weights.
+
+    data may name several folders (e.g. two models' clips). watermark: each generated clip also enters
+    watermarked, as kinema saves it, in the same split as its plain copy; the held-out AUROC is then also
+    reported for the plain and the watermarked copies apart ("heldout_auroc_plain", "..._marked")."""
     from kinema import world as W
     from kinema.video_io import h264_roundtrip
 
     rng = np.random.default_rng(seed)
-    gen = [np.load(f)["frames"] for f in sorted(data.glob("gen_*.npz"))]
+    folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+    gen = [np.load(f)["frames"] for d in folders for f in sorted(d.glob("gen_*.npz"))]
+    if not gen:
+        raise FileNotFoundError(f"no gen_*.npz clips in {', '.join(map(str, folders))}")
+    source = list(range(len(gen)))  # which generated clip each row came from: copies share a split
+    marked = [False] * len(gen)
+    if watermark:
+        from kinema import watermark as wm
+
+        gen += [wm.embed(v, f"{int(rng.integers(1 << 40)):010x}") for v in gen]
+        source += source
+        marked += [True] * len(marked)
+    n_sources = len(source) // (2 if watermark else 1)
+    # as many world renders as generated rows: balanced classes keep the 0.5 threshold's false alarms rare
     real = [W.render(W.sample_scene(10_000 + i, "test"), 64, 64, 12) for i in range(len(gen))]
     real += _real_footage(4)
     crf = lambda: int(rng.choice([18, 23, 28]))
     xg = np.stack([features(h264_roundtrip(v, crf())) for v in gen])
     xr = np.stack([features(h264_roundtrip(v, crf())) for v in real])
     x, y = np.concatenate([xg, xr]), np.concatenate([np.ones(len(xg)), np.zeros(len(xr))])
+    held_sources = set(rng.permutation(n_sources)[: n_sources * 3 // 10].tolist())
     test = np.zeros(len(y), bool)
-    test[rng.permutation(len(xg))[: len(xg) * 3 // 10]] = True
+    test[: len(xg)] = [s in held_sources for s in source]
     test[len(xg) + rng.permutation(len(xr))[: len(xr) * 3 // 10]] = True
     mu, sd = x[~test].mean(0), x[~test].std(0) + 1e-6
     w, b = fit_logistic((x[~test] - mu) / sd, y[~test])
-    held = auroc(((x[test] - mu) / sd) @ w + b, y[test])
-    base = None
-    if baseline is not None and Path(baseline).is_file():
-        base = auroc(_scores(x[test], json.loads(Path(baseline).read_text())), y[test])
+    fitted = lambda rows: ((x[rows] - mu) / sd) @ w + b
+    base_w = json.loads(Path(baseline).read_text()) if baseline is not None and Path(baseline).is_file() else None
+    is_marked = np.concatenate([np.array(marked), np.zeros(len(xr), bool)])
+    result_auroc: dict[str, float | None] = {}
+    for name, rows in (("", test), ("_plain", test & ~is_marked), ("_marked", test & (is_marked | (y == 0)))):
+        if name and not watermark:
+            continue
+        result_auroc[f"heldout_auroc{name}"] = auroc(fitted(rows), y[rows])
+        result_auroc[f"baseline_heldout_auroc{name}"] = auroc(_scores(x[rows], base_w), y[rows]) if base_w else None
     mu, sd = x.mean(0), x.std(0) + 1e-6
     w, b = fit_logistic((x - mu) / sd, y)
     result = {
@@ -197,11 +222,12 @@ def train(data: Path, out: Path, seed: int = 0, baseline: Path | None = WEIGHTS)
         "std": sd.tolist(),
         "coef": w.tolist(),
         "bias": b,
-        "heldout_auroc": held,
+        **result_auroc,
         "n_generated": len(xg),
         "n_real": len(xr),
         "n_heldout": int(test.sum()),
-        "baseline_heldout_auroc": base,
+        "watermarked_copies": watermark,
+        "data": [str(d) for d in folders],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -240,8 +266,9 @@ def main() -> None:
     d.add_argument("--n", type=int, default=90)
     d.add_argument("--start", type=int, default=0)
     t = sub.add_parser("train", help="fit the detector and report held-out AUROC")
-    t.add_argument("--data", type=Path, default=Path("runs/detect_data"))
+    t.add_argument("--data", type=Path, nargs="+", default=[Path("runs/detect_data")])
     t.add_argument("--out", type=Path, default=WEIGHTS)
+    t.add_argument("--watermark", action="store_true", help="also fit on a watermarked copy of each clip")
     t.add_argument("--baseline", type=Path, default=WEIGHTS, help="weights to compare on the same held-out clips")
     e = sub.add_parser("eval", help="AUROC of saved weights on generated clips vs fresh world renders + footage")
     e.add_argument("--data", type=Path, default=Path("runs/detect_data"))
@@ -259,11 +286,13 @@ def main() -> None:
         )
     else:
         base = a.baseline if a.baseline.resolve() != a.out.resolve() or a.out.is_file() else None
-        r = train(a.data, a.out, baseline=base)
-        line = f"held-out AUROC {r['heldout_auroc']:.3f} ({r['n_heldout']} clips)"
-        if r["baseline_heldout_auroc"] is not None:
-            line += f"; {a.baseline} on the same clips {r['baseline_heldout_auroc']:.3f}"
-        print(f"{line}; wrote {a.out}")
+        r = train(a.data, a.out, baseline=base, watermark=a.watermark)
+        for name in ("", "_plain", "_marked") if a.watermark else ("",):
+            line = f"held-out AUROC{name.replace('_', ', ')} {r['heldout_auroc' + name]:.3f}"
+            if r["baseline_heldout_auroc" + name] is not None:
+                line += f"; {a.baseline} on the same clips {r['baseline_heldout_auroc' + name]:.3f}"
+            print(line)
+        print(f"{r['n_heldout']} held-out clips of {r['n_generated'] + r['n_real']}; wrote {a.out}")
 
 
 if __name__ == "__main__":
