@@ -226,7 +226,7 @@ def test_eval_command_conditioned(tmp_path: Path) -> None:
 def test_model_continues_ground_truth_in_conditioned_mode(debug_pipe) -> None:
     """The model source of conditioned mode extends the observed frames of each render to its full length."""
     items = evaluate.prompt_set("test", 2)
-    source = evaluate.from_model_continuing(debug_pipe, observed=9, steps=1, guidance=1.0, expand=False)
+    source = evaluate.from_model(debug_pipe, observed=9, steps=1, guidance=1.0, expand=False)
     rep = evaluate.run_benchmark(items, source, quiet=True, observed=9)
     truth, _ = evaluate.ground_truth({**items[0], "index": 0})
     frames, fps = source({**items[0], "index": 0}, 0)

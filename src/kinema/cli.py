@@ -614,11 +614,8 @@ def eval_cmd(
             pipe = Pipeline.from_pretrained(model)
             guidance = pipe.guidance if guidance is None else guidance
             interval = check_guidance_interval(guidance_interval) if guidance_interval else pipe.guidance_interval
-            opts = (steps, guidance, not no_expand, seed, sampler, interval)
-            if conditioned is None:
-                source = E.from_model(pipe, *opts)
-            else:  # the model continues the first K frames of each ground-truth render (extension)
-                source = E.from_model_continuing(pipe, conditioned, *opts)
+            # with --conditioned K the model continues the first K frames of each ground-truth render
+            source = E.from_model(pipe, steps, guidance, not no_expand, seed, sampler, interval, observed=conditioned)
             config.update(source=f"model:{pipe.path}", steps=steps, guidance=guidance, expand=not no_expand)
             config["guidance_interval"] = list(interval)
             config["sampler"] = sampler

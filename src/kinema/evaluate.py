@@ -301,59 +301,30 @@ def from_model(
     seed: int = 0,
     sampler: str = "euler",
     guidance_interval: tuple[float, float] | None = None,
+    observed: int | None = None,
 ) -> Source:
     """Sample the item's prompt with a Pipeline (seed + item index + 1000 k); guidance and its interval
-    None: the model's."""
+    None: the model's.
+
+    observed (conditioned mode): the pipeline extends the first `observed` frames of the item's ground-truth
+    render forward to the render's length (generate(video=..., extend="forward")). It keeps the last 1 + 4k
+    of the given frames, so observed = 1 + 4k uses them all (5 or 9 at the shipped model's 4x temporal
+    ratio)."""
 
     def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
-        scene = item["spec"].get("scene", {})
-        seconds = float(scene.get("duration", 2.0)) if isinstance(scene, dict) else 2.0
-        video = pipe(
-            item["prompt"],
-            steps=steps,
-            guidance=guidance,
-            guidance_interval=guidance_interval,
-            sampler=sampler,
-            seed=seed + item["index"] + 1000 * k,
-            expand=expand,
-            seconds=seconds,
-        )
-        return video.frames, float(video.fps)
-
-    return sample
-
-
-def from_model_continuing(
-    pipe,
-    observed: int,
-    steps: int = 30,
-    guidance: float | None = None,
-    expand: bool = True,
-    seed: int = 0,
-    sampler: str = "euler",
-    guidance_interval: tuple[float, float] | None = None,
-) -> Source:
-    """Conditioned mode on a Pipeline: it extends the first `observed` frames of the item's ground-truth
-    render forward to the render's length (generate(video=..., extend="forward")). The pipeline keeps the
-    last 1 + 4k of the given frames, so observed = 1 + 4k uses them all (5 or 9 at the shipped model's
-    4x temporal ratio)."""
-
-    def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
-        truth, fps = ground_truth(item)
-        video = pipe(
-            item["prompt"],
-            video=truth[:observed],
-            extend="forward",
-            seconds=(len(truth) - observed) / fps,
-            fps=fps,
-            size=(truth.shape[2], truth.shape[1]),
-            steps=steps,
-            guidance=guidance,
-            guidance_interval=guidance_interval,
-            sampler=sampler,
-            seed=seed + item["index"] + 1000 * k,
-            expand=expand,
-        )
+        opts = dict(steps=steps, guidance=guidance, guidance_interval=guidance_interval, sampler=sampler)
+        opts.update(seed=seed + item["index"] + 1000 * k, expand=expand)
+        if observed is None:
+            scene = item["spec"].get("scene", {})
+            seconds = float(scene.get("duration", 2.0)) if isinstance(scene, dict) else 2.0
+            video = pipe(item["prompt"], seconds=seconds, **opts)
+        else:
+            truth, fps = ground_truth(item)
+            size = (truth.shape[2], truth.shape[1])
+            seconds = (len(truth) - observed) / fps
+            video = pipe(
+                item["prompt"], video=truth[:observed], extend="forward", seconds=seconds, fps=fps, size=size, **opts
+            )
         return video.frames, float(video.fps)
 
     return sample
