@@ -6,16 +6,22 @@ here is then measured once on the benchmark, not fitted to it.
 
 Each model spec is FOLDER[@GUIDANCE[@LO:HI]] (evaluate.model_spec; "shipped" for the shipped model): the
 guidance scale and the interval of sampling times it is applied at (flow.in_guidance_interval). One video
-per prompt, 30 Euler steps, seed 0; the table gives the suites, their mean, shape, the strict joint score
-and the Frechet distance of suite G against as many reference renders as prompts (so at n = 64 it reads
-higher than `kinema eval`'s at 200: compare rows, not with the benchmark's numbers).
+per prompt, 30 Euler steps (--steps, --sampler, --churn), seed 0; the table gives the suites, their mean, shape, the
+strict joint score and the Frechet distance of suite G against as many reference renders as prompts (so at
+n = 64 it reads higher than `kinema eval`'s at 200: compare rows, not with the benchmark's numbers).
+
+With --conditioned K every video extends the first K ground-truth frames of its scene (as `kinema eval
+--conditioned K` does), and two more columns give the conditioned score (mean of min(1, spread / error)) and
+the median error / spread of the objects' paths (evaluate.conditioned_score).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
+from kinema import flow
 from kinema.evaluate import SUITES, from_model, model_spec, prompt_set, run_benchmark
 
 START = 1000
@@ -25,19 +31,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", help="FOLDER[@GUIDANCE[@LO:HI]]")
     ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--sampler", choices=tuple(flow.SAMPLERS), default="euler", help="heun: two model calls a step")
+    ap.add_argument("--churn", type=float, default=None, help="the stochastic sampler's share of renewed noise")
+    ap.add_argument("--conditioned", type=int, default=None, metavar="K", help="extend the first K true frames")
     args = ap.parse_args()
+    observed = args.conditioned
+    if args.churn is not None:
+        flow.SAMPLERS["stochastic"] = functools.partial(flow.stochastic, churn=args.churn)
     items = prompt_set("test", args.n, start=START)
-    print(f"test scenes {START}-{START + args.n - 1}, 30 Euler steps, seed 0")
-    print("| model | A | B | C | D | E | mean A-E | shape | strict | FD | s / video |")
-    print("|---" * 11 + "|")
+    mode = "" if observed is None else f", extending {observed} true frames"
+    churn = "" if args.churn is None else f" (churn {args.churn:g})"
+    print(f"test scenes {START}-{START + args.n - 1}, {args.steps} {args.sampler}{churn} steps, seed 0{mode}")
+    extra = "" if observed is None else " cond. score | error / spread |"
+    print("| model | A | B | C | D | E | mean A-E | shape | strict | FD |" + extra + " s / video |")
+    print("|---" * (11 if observed is None else 13) + "|")
     for spec in args.models:
         pipe, g, interval, label = model_spec(spec)
         started = time.time()
-        source = from_model(pipe, guidance=g, guidance_interval=interval)
-        rep = run_benchmark(items, source, desc=label, distribution="test", quiet=True)
+        source = from_model(pipe, args.steps, g, sampler=args.sampler, guidance_interval=interval, observed=observed)
+        rep = run_benchmark(items, source, desc=label, distribution="test", quiet=True, observed=observed)
         suites = [rep["suites"].get(k, float("nan")) for k in SUITES if k[0] in "ABCDE"]
         cells = [f"{v:.2f}" for v in suites] + [f"{sum(suites) / len(suites):.3f}", f"{rep['checks']['shape']:.3f}"]
         cells += [f"{rep['strict_joint']:.3f}", f"{rep['distribution']['fd']:.2f}"]
+        if observed is not None:
+            cells += [f"{rep['conditioned']['score']:.3f}", f"{rep['conditioned']['ratio']:.1f}"]
         cells.append(f"{(time.time() - started) / args.n:.1f}")
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
 

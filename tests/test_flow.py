@@ -27,6 +27,31 @@ def test_straight_flow_is_exact() -> None:
     torch.testing.assert_close(out, a)
 
 
+def test_stochastic_sampler() -> None:
+    a = torch.tensor([[0.3, -0.7]])
+    x1 = torch.tensor([[2.0, 1.0]])
+    sched = flow.timestep_schedule(7, shift=3.0)
+
+    def point_mass(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (x - a) / t.view(-1, 1)
+
+    # whatever noise it renews, every step's x0 estimate of a point mass is the point itself
+    for churn in (0.0, 0.5, 1.0):
+        torch.testing.assert_close(flow.stochastic(point_mass, x1, sched, churn=churn), a)
+    # churn = 0 is Euler; with churn the path depends on the generator, and is reproducible with it
+    x = torch.randn(2, 3, 4)
+
+    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.sin(3 * x) + t.view(-1, 1, 1)
+
+    torch.testing.assert_close(flow.stochastic(fn, x, sched, churn=0.0), flow.euler(fn, x, sched))
+    runs = [flow.stochastic(fn, x, sched, churn=0.5, generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    assert torch.equal(runs[0], runs[1]) and not torch.allclose(runs[0], runs[2])
+    assert not torch.allclose(runs[0], flow.euler(fn, x, sched))
+    with pytest.raises(ValueError, match="churn"):
+        flow.stochastic(fn, x, sched, churn=1.5)
+
+
 def test_loss_is_zero_for_the_true_velocity() -> None:
     x0, noise = torch.randn(2, 4, 3, 2, 2), torch.randn(2, 4, 3, 2, 2)
     assert flow.flow_loss(noise - x0, x0, noise).item() == 0.0

@@ -22,6 +22,9 @@ def test_same_seed_same_video(debug_pipe: Pipeline) -> None:
     c = debug_pipe("a blue square moves to the left", steps=3, seed=8)
     assert np.array_equal(a.frames, b.frames)
     assert not np.array_equal(a.frames, c.frames)
+    # the stochastic sampler draws its renewed noise from the seed too
+    d, e = (debug_pipe("a blue square moves to the left", steps=3, seed=7, sampler="stochastic") for _ in range(2))
+    assert np.array_equal(d.frames, e.frames) and not np.array_equal(d.frames, a.frames)
 
 
 def test_save_load_reproduces_the_video(debug_model: Path, text_encoder, tmp_path: Path) -> None:

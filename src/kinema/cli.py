@@ -117,7 +117,12 @@ def generate(
         typer.Option(help="LO:HI: guide only the steps at times LO < t <= HI, 1 = noise (default: the model's)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same video.")] = 0,
-    sampler: Annotated[str, typer.Option(help="euler or heun.")] = "euler",
+    sampler: Annotated[
+        str,
+        typer.Option(
+            help="euler, heun (two model calls a step) or stochastic (Euler with part of the noise renewed each step)."
+        ),
+    ] = "euler",
     model: Annotated[Path | None, typer.Option(help="Model folder (default: the shipped model).")] = None,
     lora: Annotated[
         Path | None, typer.Option(help="A LoRA fine-tuning run folder: its adapter is merged into the model.")
@@ -570,7 +575,12 @@ def eval_cmd(
     guidance_interval: Annotated[
         str | None, typer.Option(help="LO:HI: guide only at times LO < t <= HI (default: the model's).")
     ] = None,
-    sampler: Annotated[str, typer.Option(help="euler or heun (heun: two model calls a step).")] = "euler",
+    sampler: Annotated[
+        str,
+        typer.Option(
+            help="euler, heun (two model calls a step) or stochastic (Euler with part of the noise renewed each step)."
+        ),
+    ] = "euler",
     seed: Annotated[int, typer.Option()] = 0,
     no_expand: Annotated[bool, typer.Option("--no-expand", help="Score raw prompts, without expansion.")] = False,
     conditioned: Annotated[

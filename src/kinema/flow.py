@@ -131,4 +131,37 @@ def heun(model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = N
     return x
 
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {"euler": euler, "heun": heun}
+@torch.no_grad()
+def stochastic(
+    model_fn: ModelFn,
+    x: Tensor,
+    timesteps: Tensor,
+    callback: Callback = None,
+    churn: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Euler steps that renew part of the noise at each step (the flow form of DDIM with eta > 0, Song et al.,
+    2021; of EDM's churn, Karras et al., 2022): from the model's estimates x0 = x - t v and eps = x + (1 - t) v
+    the next state is (1 - t') x0 + t' (sqrt(1 - churn^2) eps + churn z) with fresh Gaussian z. churn = 0 is
+    exactly `euler`; churn = 1 draws all the noise anew (ancestral sampling). The fresh noise pulls the state
+    back onto the noise level the model was trained at, so errors of early steps are not carried to the
+    end as they are by the deterministic ODE. No noise is added where the velocity is exactly zero: the
+    clean references that `conditioned` holds stay exact. The last step (t' = 0) adds none."""
+    if not 0.0 <= churn <= 1.0:
+        raise ValueError(f"churn must be in [0, 1], got {churn}")
+    keep = math.sqrt(1.0 - churn * churn)
+    n = len(timesteps) - 1
+    for i in range(n):
+        t, t_next = timesteps[i], timesteps[i + 1]
+        v = model_fn(x, t.expand(x.shape[0]))
+        x0, eps = x - t * v, x + (1 - t) * v
+        if t_next > 0 and churn > 0:
+            z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            eps = torch.where(v != 0, keep * eps + churn * z, eps)
+        x = (1 - t_next) * x0 + t_next * eps
+        if callback is not None:
+            callback(i + 1, n)
+    return x
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"euler": euler, "heun": heun, "stochastic": stochastic}
