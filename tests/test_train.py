@@ -1,5 +1,6 @@
 """Training: a resumed run equals an uninterrupted one exactly (DiT and VAE), and export round-trips."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -78,6 +79,49 @@ def test_vae_resume_is_exact(tmp_path: Path) -> None:
     wa, wb = load_file(tmp_path / "a" / "vae.safetensors"), load_file(tmp_path / "b" / "vae.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert result["psnr_test"] > 0 and len(result["latent_std"]) == 8
+
+
+def test_vae_decoder_only_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from kinema.checkpoint import save_component
+    from kinema.vae import VAE_PRESETS, VideoVAE
+
+    stats = dict(latent_mean=[0.1 * i for i in range(8)], latent_std=[1.0 + 0.1 * i for i in range(8)])
+    cfg = dataclasses.replace(VAE_PRESETS["debug"], **stats)
+    save_component(tmp_path / "base", "vae", VideoVAE(cfg), cfg)
+    kw = dict(batch=2, save_every=1, measure_n=8, image_every=0, frames=5)
+    train_vae(tmp_path / "ft", steps=2, init=tmp_path / "base", decoder_only=True, temporal=1.0, lr=1e-2, **kw)
+    before, after = load_file(tmp_path / "base" / "vae.safetensors"), load_file(tmp_path / "ft" / "vae.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    saved = json.loads((tmp_path / "ft" / "vae.json").read_text())
+    assert (
+        saved["config"]["latent_mean"] == stats["latent_mean"] and saved["config"]["latent_std"] == stats["latent_std"]
+    )
+    with pytest.raises(ValueError, match="needs --init"):
+        train_vae(tmp_path / "none", steps=1, decoder_only=True, **kw)
+    assert not (tmp_path / "none").exists()
+
+
+def test_vae_loss_temporal_term_sees_flicker() -> None:
+    from types import SimpleNamespace
+
+    from kinema.vae import vae_loss
+
+    x = torch.linspace(-0.5, 0.5, 5).view(1, 1, 5, 1, 1).expand(1, 3, 5, 4, 4)  # a steady fade
+    flicker = 0.05 * torch.tensor([1.0, -1, 1, -1, 1]).view(1, 1, 5, 1, 1)  # +-0.05, alternating frames
+    offset = torch.full((1, 1, 1, 1, 1), 0.05)  # the same per-pixel error, but constant in time
+    for err, expected in ((flicker, 0.1), (offset, 0.0)):
+        fake = SimpleNamespace(
+            encode_dist=lambda x: (torch.zeros(1, 2, 2, 1, 1), torch.zeros(1, 2, 2, 1, 1)),
+            decoder=lambda z, err=err: x + err,
+        )
+        base, logs = vae_loss(fake, x)
+        loss, logs = vae_loss(fake, x, temporal=2.0)
+        assert logs["temporal"] == pytest.approx(expected, abs=1e-6)  # |d rec - d x| = 2 x 0.05, or 0
+        assert loss.item() == pytest.approx(base.item() + 2.0 * expected, abs=1e-6)
 
 
 def test_saved_weights_get_the_usual_file_mode(tmp_path) -> None:

@@ -324,6 +324,12 @@ def train_vae_cmd(
     ] = None,
     image_every: Annotated[int, typer.Option(help="Every Nth step is a batch of stills (0: never).")] = 2,
     stop_after: Annotated[int | None, typer.Option(help="Stop at this step of the --steps schedule.")] = None,
+    decoder_only: Annotated[
+        bool, typer.Option(help="Fine-tune only the decoder of --init, keeping its latents (and DiTs) valid.")
+    ] = False,
+    temporal: Annotated[
+        float, typer.Option(help="Loss weight on frame-to-frame changes (against flicker; 0: off).")
+    ] = 0.0,
 ) -> None:
     """Train the causal video VAE on the procedural world."""
     from kinema.train_vae import train_vae
@@ -331,6 +337,8 @@ def train_vae_cmd(
 
     if preset not in VAE_PRESETS:
         raise ValueError(f"unknown VAE preset {preset!r}; choose from {', '.join(VAE_PRESETS)}")
+    if temporal < 0:
+        raise ValueError(f"--temporal must be >= 0, got {temporal:g}")
     train_vae(
         out,
         preset=preset,
@@ -342,6 +350,8 @@ def train_vae_cmd(
         init=init,
         image_every=image_every,
         stop_after=stop_after,
+        decoder_only=decoder_only,
+        temporal=temporal,
     )
 
 

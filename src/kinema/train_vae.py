@@ -8,6 +8,9 @@ the fly, and every image_every-th step a batch of 4x as many single frames (stil
 a fraction of a clip's cost). Resumes from --out.
 At the end it measures the per-channel latent statistics (stored in vae.json, so the DiT sees unit-variance
 latents) and the reconstruction PSNR on held-out clips.
+`--decoder-only --init VAE` fine-tunes the decoder of a trained VAE and keeps its encoder and statistics,
+so DiTs trained on its latents work with the new decoder unchanged; `--temporal W` adds a loss on
+frame-to-frame changes against flicker.
 """
 
 from __future__ import annotations
@@ -23,9 +26,17 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from kinema.checkpoint import load_train_state, load_weights, rng_state, save_component, save_train_state, set_rng_state
+from kinema.checkpoint import (
+    load_train_state,
+    load_weights,
+    read_config,
+    rng_state,
+    save_component,
+    save_train_state,
+    set_rng_state,
+)
 from kinema.data import ClipShape, world_batch
-from kinema.vae import VAE_PRESETS, VideoVAE, vae_loss
+from kinema.vae import VAE_PRESETS, VAEConfig, VideoVAE, vae_loss
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int = 50) -> float:
@@ -75,16 +86,29 @@ def train_vae(
     init: Path | None = None,
     image_every: int = 2,
     stop_after: int | None = None,
+    decoder_only: bool = False,
+    temporal: float = 0.0,
 ) -> dict:
+    """decoder_only: fine-tune only the decoder of the VAE in `init` (its config, weights and latent
+    statistics are kept), so latents, and every DiT trained on them, stay valid. temporal: the weight of
+    vae_loss's frame-to-frame term."""
     out = Path(out)
+    if decoder_only and init is None:
+        raise ValueError("--decoder-only needs --init: the VAE whose decoder is fine-tuned")
+    cfg = VAEConfig(**read_config(init, "vae")["config"]) if decoder_only else VAE_PRESETS[preset]
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    cfg = VAE_PRESETS[preset]
     vae = VideoVAE(cfg)
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    if decoder_only:
+        vae.encoder.requires_grad_(False)
+    trained = vae.decoder if decoder_only else vae
+    opt = torch.optim.AdamW(trained.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
     state = load_train_state(out)
-    if state is None and init is not None:  # warm start: every tensor of another run whose shape matches
+    if state is None and decoder_only:
+        load_weights(Path(init), "vae", vae)
+        print(f"decoder-only fine-tune of {init}")
+    elif state is None and init is not None:  # warm start: every tensor of another run whose shape matches
         from safetensors.torch import load_file
 
         own = vae.state_dict()
@@ -110,6 +134,8 @@ def train_vae(
                 seed=seed,
                 boost=boost,
                 init=str(init) if init else None,
+                decoder_only=decoder_only,
+                temporal=temporal,
             ),
             indent=2,
         )
@@ -134,10 +160,10 @@ def train_vae(
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, logs = vae_loss(vae, x, boost=boost)
+            loss, logs = vae_loss(vae, x, boost=boost, temporal=temporal)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        gnorm = torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         opt.step()
         step += 1
         bar.update(1)
@@ -151,7 +177,10 @@ def train_vae(
             save_train_state(out, {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step})
     bar.close()
     result = measure(vae, n=measure_n)
-    final_cfg = dataclasses.replace(cfg, latent_mean=result["latent_mean"], latent_std=result["latent_std"])
+    if decoder_only:  # the encoder is unchanged: its statistics, which DiTs were trained with, stay
+        final_cfg = cfg
+    else:
+        final_cfg = dataclasses.replace(cfg, latent_mean=result["latent_mean"], latent_std=result["latent_std"])
     save_component(
         out, "vae", vae, final_cfg, extra={"psnr_test": result["psnr_test"], "steps": step, "wall_s": time.time() - t0}
     )

@@ -288,9 +288,13 @@ def object_weight(x: Tensor, boost: float = 9.0) -> Tensor:
     return 1.0 + boost * mask
 
 
-def vae_loss(vae: VideoVAE, x: Tensor, kl_weight: float = 1e-6, boost: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+def vae_loss(
+    vae: VideoVAE, x: Tensor, kl_weight: float = 1e-6, boost: float = 0.0, temporal: float = 0.0
+) -> tuple[Tensor, dict[str, float]]:
     """Reconstruction (L1 + MSE, optionally weighted towards object pixels) plus a small KL to a unit
-    Gaussian (Kingma & Welling, 2014)."""
+    Gaussian (Kingma & Welling, 2014). temporal > 0 adds that weight times the L1 distance between the
+    frame-to-frame changes of the reconstruction and of the input: per-frame errors that are each small
+    but independent show as flicker on a still background, which the per-frame loss hardly sees."""
     mean, logvar = vae.encode_dist(x)
     z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
     rec = vae.decoder(z)
@@ -300,4 +304,9 @@ def vae_loss(vae: VideoVAE, x: Tensor, kl_weight: float = 1e-6, boost: float = 0
     mse = (err.pow(2) * w).mean() / w.mean()
     kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).mean()
     loss = l1 + mse + kl_weight * kl
-    return loss, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+    logs = {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+    if temporal > 0 and x.shape[2] > 1:
+        flicker = (rec.float().diff(dim=2) - x.diff(dim=2)).abs().mean()
+        loss = loss + temporal * flicker
+        logs["temporal"] = flicker.item()
+    return loss, logs
