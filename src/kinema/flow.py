@@ -143,7 +143,7 @@ def stochastic(
     """Euler steps that renew part of the noise at each step (the flow form of DDIM with eta > 0, Song et al.,
     2021; of EDM's churn, Karras et al., 2022): from the model's estimates x0 = x - t v and eps = x + (1 - t) v
     the next state is (1 - t') x0 + t' (sqrt(1 - churn^2) eps + churn z) with fresh Gaussian z. churn = 0 is
-    exactly `euler`; churn = 1 draws all the noise anew (ancestral sampling). The fresh noise pulls the state
+    `euler` up to rounding; churn = 1 draws all the noise anew (ancestral sampling). The fresh noise pulls the state
     back onto the noise level the model was trained at, so errors of early steps are not carried to the
     end as they are by the deterministic ODE. No noise is added where the velocity is exactly zero: the
     clean references that `conditioned` holds stay exact. The last step (t' = 0) adds none."""
