@@ -37,7 +37,9 @@ def main() -> None:
     ap.add_argument("--conditioned", type=int, default=None, metavar="K", help="extend the first K true frames")
     args = ap.parse_args()
     observed = args.conditioned
-    if args.churn is not None:
+    if args.churn is not None and args.sampler != "stochastic":
+        ap.error("--churn needs --sampler stochastic")
+    if args.churn is not None:  # this process's stochastic sampler renews that share of the noise
         flow.SAMPLERS["stochastic"] = functools.partial(flow.stochastic, churn=args.churn)
     items = prompt_set("test", args.n, start=START)
     mode = "" if observed is None else f", extending {observed} true frames"

@@ -183,7 +183,8 @@ def train(
     gen = [np.load(f)["frames"] for d in folders for f in sorted(d.glob("gen_*.npz"))]
     if not gen:
         raise FileNotFoundError(f"no gen_*.npz clips in {', '.join(map(str, folders))}")
-    source = list(range(len(gen)))  # which generated clip each row came from: copies share a split
+    n_sources = len(gen)
+    source = list(range(n_sources))  # which generated clip each row came from: copies share a split
     marked = [False] * len(gen)
     if watermark:
         from kinema import watermark as wm
@@ -191,7 +192,6 @@ def train(
         gen += [wm.embed(v, f"{int(rng.integers(1 << 40)):010x}") for v in gen]
         source += source
         marked += [True] * len(marked)
-    n_sources = len(source) // (2 if watermark else 1)
     # as many world renders as generated rows: balanced classes keep the 0.5 threshold's false alarms rare
     real = [W.render(W.sample_scene(10_000 + i, "test"), 64, 64, 12) for i in range(len(gen))]
     real += _real_footage(4)

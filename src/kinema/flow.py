@@ -101,8 +101,10 @@ def truncate_schedule(timesteps: Tensor, t_start: float) -> Tensor:
 
 
 @torch.no_grad()
-def euler(model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = None) -> Tensor:
-    """First-order Euler integration of dx/dt = v over the given times."""
+def euler(
+    model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = None, generator: torch.Generator | None = None
+) -> Tensor:
+    """First-order Euler integration of dx/dt = v over the given times (deterministic: generator unused)."""
     n = len(timesteps) - 1
     for i in range(n):
         t, t_next = timesteps[i], timesteps[i + 1]
@@ -113,9 +115,11 @@ def euler(model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = 
 
 
 @torch.no_grad()
-def heun(model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = None) -> Tensor:
+def heun(
+    model_fn: ModelFn, x: Tensor, timesteps: Tensor, callback: Callback = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Second-order Heun integration (Karras et al., 2022, Algorithm 1): two model calls per step, the
-    last step to t = 0 is a plain Euler step."""
+    last step to t = 0 is a plain Euler step (deterministic: generator unused)."""
     n = len(timesteps) - 1
     for i in range(n):
         t, t_next = timesteps[i], timesteps[i + 1]

@@ -434,8 +434,7 @@ class _Run:
         if ref is not None:
             x = torch.where(ref.given.view(1, 1, -1, 1, 1), ref.latents, x)
             fn = flow.conditioned(fn, ref.latents, ref.given)
-        noise = {"generator": self.g} if self.sampler == "stochastic" else {}  # renewed noise, from the seed
-        z = flow.SAMPLERS[self.sampler](fn, x, ts, callback=self.callback, **noise)
+        z = flow.SAMPLERS[self.sampler](fn, x, ts, callback=self.callback, generator=self.g)
         self.windows += 1
         return to_uint8(pipe.vae.decode(z, chunk=4 if frames > 8 else None)[0])
 
