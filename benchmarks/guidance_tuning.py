@@ -6,9 +6,10 @@ here is then measured once on the benchmark, not fitted to it.
 
 Each model spec is FOLDER[@GUIDANCE[@LO:HI]] (evaluate.model_spec; "shipped" for the shipped model): the
 guidance scale and the interval of sampling times it is applied at (flow.in_guidance_interval). One video
-per prompt, 30 Euler steps (--steps, --sampler, --churn), seed 0; the table gives the suites, their mean, shape, the
-strict joint score and the Frechet distance of suite G against as many reference renders as prompts (so at
-n = 64 it reads higher than `kinema eval`'s at 200: compare rows, not with the benchmark's numbers).
+per prompt, 30 Euler steps, seed 0; the table gives the suites, their mean, shape, the strict joint score and
+the Frechet distance of suite G against as many reference renders as prompts (so at n = 64 it reads higher
+than `kinema eval`'s at 200: compare rows, not with the benchmark's numbers). --steps, --sampler, --churn,
+--shift, --eta and --autoguide change how this process samples every clip.
 
 With --conditioned K every video extends the first K ground-truth frames of its scene (as `kinema eval
 --conditioned K` does), and two more columns give the conditioned score (mean of min(1, spread / error)) and
@@ -21,7 +22,7 @@ import argparse
 import functools
 import time
 
-from kinema import flow
+from kinema import flow, pipeline
 from kinema.evaluate import SUITES, from_model, model_spec, prompt_set, run_benchmark
 
 START = 1000
@@ -34,6 +35,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--sampler", choices=tuple(flow.SAMPLERS), default="euler", help="heun: two model calls a step")
     ap.add_argument("--churn", type=float, default=None, help="the stochastic sampler's share of renewed noise")
+    ap.add_argument("--shift", type=float, default=None, help="sampling time shift (default: flow.shift_for_tokens)")
+    ap.add_argument("--eta", type=float, default=None, help="guidance along the prediction (flow.projected_guidance)")
+    ap.add_argument("--autoguide", default=None, metavar="FOLDER@W", help="weak model and weight (flow.autoguidance)")
     ap.add_argument("--conditioned", type=int, default=None, metavar="K", help="extend the first K true frames")
     args = ap.parse_args()
     observed = args.conditioned
@@ -41,10 +45,22 @@ def main() -> None:
         ap.error("--churn needs --sampler stochastic")
     if args.churn is not None:  # this process's stochastic sampler renews that share of the noise
         flow.SAMPLERS["stochastic"] = functools.partial(flow.stochastic, churn=args.churn)
+    if args.shift is not None:  # this process samples every clip with that shift, whatever its token count
+        flow.shift_for_tokens = lambda tokens, **_: args.shift
+    if args.eta is not None or args.autoguide is not None:  # this process's guidance, for every clip
+        auto = None
+        if args.autoguide is not None:
+            folder, _, weight = args.autoguide.rpartition("@")
+            auto = (pipeline.Pipeline.from_pretrained(folder).dit, float(weight))
+        eta = 1.0 if args.eta is None else args.eta
+        pipeline.text_model_fn = functools.partial(pipeline.text_model_fn, eta=eta, autoguide=auto)
     items = prompt_set("test", args.n, start=START)
     mode = "" if observed is None else f", extending {observed} true frames"
     churn = "" if args.churn is None else f" (churn {args.churn:g})"
-    print(f"test scenes {START}-{START + args.n - 1}, {args.steps} {args.sampler}{churn} steps, seed 0{mode}")
+    knobs = "" if args.shift is None else f", shift {args.shift:g}"
+    knobs += "" if args.eta is None else f", projected guidance eta {args.eta:g}"
+    knobs += "" if args.autoguide is None else f", autoguided by {args.autoguide}"
+    print(f"test scenes {START}-{START + args.n - 1}, {args.steps} {args.sampler}{churn} steps{knobs}, seed 0{mode}")
     extra = "" if observed is None else " cond. score | error / spread |"
     print("| model | A | B | C | D | E | mean A-E | shape | strict | FD |" + extra + " s / video |")
     print("|---" * (11 if observed is None else 13) + "|")

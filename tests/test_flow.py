@@ -83,6 +83,33 @@ def test_timesteps() -> None:
         flow.timestep_schedule(0)
 
 
+def test_autoguidance():
+    """guided + (w - 1) (cond - weak): weight 1 or a weak model equal to the strong one changes nothing; on
+    unguided velocities it is weak + w (cond - weak)."""
+    cond, weak, guided = torch.randn(3, 1, 4, 2, 3, 3, dtype=torch.float64)
+    assert torch.equal(flow.autoguidance(guided, cond, weak, 1.0), guided)
+    assert torch.equal(flow.autoguidance(guided, cond, cond, 3.0), guided)
+    assert torch.allclose(flow.autoguidance(cond, cond, weak, 2.5), weak + 2.5 * (cond - weak))
+
+
+def test_projected_guidance():
+    """eta = 1 is plain CFG; eta = 0 moves the clean estimate only orthogonally to the conditional one, per
+    sample and frame; frames at t = 0 (clean references) keep the conditional velocity."""
+    g = torch.Generator().manual_seed(0)
+    cond, uncond, x = (torch.randn(2, 4, 3, 5, 6, generator=g, dtype=torch.float64) for _ in range(3))
+    t = torch.tensor([0.7, 0.3], dtype=torch.float64)
+    assert torch.allclose(flow.projected_guidance(cond, uncond, 4.0, x, t, eta=1.0), flow.guidance(cond, uncond, 4.0))
+    v = flow.projected_guidance(cond, uncond, 4.0, x, t, eta=0.0)
+    tb = t.view(-1, 1, 1, 1, 1)
+    x0_cond, x0 = x - tb * cond, x - tb * v
+    assert not torch.allclose(v, flow.guidance(cond, uncond, 4.0))
+    dot = ((x0 - x0_cond) * x0_cond).sum((1, 3, 4))  # (B, T): no component along x0(cond)
+    assert torch.allclose(dot, torch.zeros_like(dot), atol=1e-9)
+    per_frame = torch.tensor([[0.0, 0.5, 0.5], [0.0, 0.9, 0.9]], dtype=torch.float64)
+    v = flow.projected_guidance(cond, uncond, 4.0, x, per_frame, eta=0.0)
+    assert torch.equal(v[:, :, 0], cond[:, :, 0]) and torch.isfinite(v).all()
+
+
 def test_guidance_interval_reads_the_noise_level():
     """lo < t <= hi, with per-frame times read at their maximum (clean reference frames sit at t = 0)."""
     assert flow.in_guidance_interval(torch.tensor([1.0]), (0.0, 1.0))

@@ -130,6 +130,25 @@ def test_guidance_interval(debug_model, tmp_path, text_encoder):
         pipe("a red circle falls", guidance_interval=(0.9, 0.3), **kw)
 
 
+def test_autoguide_runs_the_weak_model(debug_pipe, tmp_path):
+    """text_model_fn(autoguide=(weak DiT, w)) returns cond + (w - 1) (cond - weak) at every step; the
+    strong model as its own weak model changes nothing."""
+    import torch
+
+    from kinema.pipeline import text_model_fn
+    from tests.conftest import make_debug_model
+
+    weak = Pipeline.from_pretrained(make_debug_model(tmp_path / "weak", seed=1), text_encoder=debug_pipe.text_encoder)
+    x, t = torch.randn(1, debug_pipe.dit.cfg.in_channels, 3, 8, 8), torch.tensor([0.6])
+    plain = text_model_fn(debug_pipe, "a red circle falls", "", 1.0)(x, t)
+    same = text_model_fn(debug_pipe, "a red circle falls", "", 1.0, autoguide=(debug_pipe.dit, 3.0))(x, t)
+    assert torch.equal(same, plain)
+    vw = text_model_fn(weak, "a red circle falls", "", 1.0)(x, t)
+    auto = text_model_fn(debug_pipe, "a red circle falls", "", 1.0, autoguide=(weak.dit, 2.0))(x, t)
+    assert not torch.allclose(vw, plain)
+    assert torch.allclose(auto, 2 * plain - vw, atol=1e-5)
+
+
 def test_model_guidance_interval_that_is_not_an_interval_is_a_checkpoint_error(debug_model, tmp_path, text_encoder):
     import json
     import shutil

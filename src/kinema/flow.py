@@ -65,6 +65,31 @@ def guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
+def autoguidance(guided: Tensor, cond: Tensor, weak: Tensor, weight: float) -> Tensor:
+    """Autoguidance (Karras et al., 2024, "Guiding a Diffusion Model with a Bad Version of Itself"): push the
+    velocity further along cond - weak, where weak is the same condition's prediction by a weaker model of
+    the same family (fewer steps, less data), whose errors resemble the strong one's but are larger. Added
+    to an already guided velocity: guided + (weight - 1) (cond - weak); with guided = cond it is
+    weak + weight (cond - weak), the paper's form. weight = 1 leaves guided unchanged."""
+    return guided + (weight - 1.0) * (cond - weak)
+
+
+def projected_guidance(cond: Tensor, uncond: Tensor, scale: float, x: Tensor, t: Tensor, eta: float = 0.0) -> Tensor:
+    """Classifier-free guidance with the update's part along the prediction scaled by eta (the projection of
+    adaptive projected guidance, Sadat et al., 2024): in the clean-sample space x0 = x - t v the guidance
+    update d = x0(cond) - x0(uncond) splits, per sample and latent frame, into its part parallel to
+    x0(cond), which mostly raises contrast and saturation, and the orthogonal rest. The result is the velocity
+    of x0(cond) + (scale - 1) (d_orth + eta d_par); eta = 1 is `guidance`. Velocities (B, C, T, H, W);
+    t is (B,) or per latent frame (B, T); frames at t = 0 (clean references) get the conditional velocity."""
+    tb = t.view(t.shape[0], 1, -1, 1, 1).to(cond.dtype) if t.ndim == 2 else t.view(-1, 1, 1, 1, 1).to(cond.dtype)
+    x0 = x - tb * cond
+    d = -tb * (cond - uncond)
+    dims = (1, 3, 4)
+    par = (d * x0).sum(dims, keepdim=True) / x0.pow(2).sum(dims, keepdim=True).clamp_min(1e-12) * x0
+    u = d - (1.0 - eta) * par
+    return cond - (scale - 1.0) * u / tb.clamp_min(1e-12)
+
+
 def in_guidance_interval(t: Tensor, interval: tuple[float, float]) -> bool:
     """Whether a step at time t gets guidance (Kynkaanniemi et al., 2024, "Applying Guidance in a Limited
     Interval"): lo < t <= hi. Guidance at high noise pulls every sample towards the same layouts and

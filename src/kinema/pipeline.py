@@ -475,17 +475,27 @@ class _Run:
 
 
 def text_model_fn(
-    pipe: Pipeline, text: str, negative_prompt: str, guidance: float, interval: tuple[float, float] = FULL_INTERVAL
+    pipe: Pipeline,
+    text: str,
+    negative_prompt: str,
+    guidance: float,
+    interval: tuple[float, float] = FULL_INTERVAL,
+    eta: float = 1.0,
+    autoguide: tuple[DiT, float] | None = None,
 ) -> flow.ModelFn:
     """model_fn(x, t) -> velocity for one prompt, with classifier-free guidance batched (text tokens are
     projected once per request) at the steps whose time lies in interval (flow.in_guidance_interval); the
-    other steps run the conditional branch alone, at half the cost. t is (B,) or per latent frame (B, T)."""
+    other steps run the conditional branch alone, at half the cost. t is (B,) or per latent frame (B, T).
+    eta < 1 scales the guidance update's part along the prediction (flow.projected_guidance). autoguide
+    (weak DiT, weight): at every step, also push along the conditional prediction minus the weak model's
+    (flow.autoguidance), one more forward pass of the weak model."""
     emb, mask = pipe.text_encoder.encode([text, negative_prompt])
     use_cfg = guidance != 1.0
     if not use_cfg:
         emb, mask = emb[:1], mask[:1]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         cache = pipe.dit.encode_text(emb, mask)
+        weak_cache = None if autoguide is None else autoguide[0].encode_text(emb[:1], mask[:1])
 
     def model_fn(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         n = 2 if use_cfg and flow.in_guidance_interval(t, interval) else 1
@@ -493,7 +503,18 @@ def text_model_fn(
         with torch.autocast("cpu", dtype=torch.bfloat16):
             v = pipe.dit(xt.repeat(n, 1, 1, 1, 1), t.repeat(n, *[1] * (t.ndim - 1)), emb[:n], mask[:n], text_cache=c)
         v = v.float()
-        return flow.guidance(v[:1], v[1:], guidance) if n == 2 else v
+        if n == 1:
+            out = v
+        elif eta == 1.0:
+            out = flow.guidance(v[:1], v[1:], guidance)
+        else:
+            out = flow.projected_guidance(v[:1], v[1:], guidance, xt.float(), t[:1].float(), eta)
+        if autoguide is None:
+            return out
+        weak, weight = autoguide
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            vw = weak(xt, t, emb[:1], mask[:1], text_cache=weak_cache).float()
+        return flow.autoguidance(out, v[:1], vw, weight)
 
     return model_fn
 
