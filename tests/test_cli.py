@@ -64,6 +64,7 @@ def _one_line_error(r: subprocess.CompletedProcess) -> str:
         (["a red circle", "-o", "{tmp}/x.png"], "one frame"),
         (["a red circle", "--guidance-interval", "0.5", "-o", "{tmp}/x.mp4"], "guidance interval must be two times"),
         (["a red circle", "--guidance-interval", "a:b", "-o", "{tmp}/x.mp4"], "LO:HI with 0 <= LO < HI <= 1"),
+        (["a red circle", "--guidance-eta", "1.5", "-o", "{tmp}/x.mp4"], "guidance eta must be in [0, 1], got 1.5"),
     ],
 )
 def test_bad_generate_inputs(debug_model: Path, tmp_path: Path, args: list[str], match: str) -> None:
@@ -140,6 +141,9 @@ def test_export_bad_guidance(tmp_path, debug_model):
     assert not (tmp_path / "x").exists()
     r = kinema("export", "--run", str(debug_model), "--out", str(tmp_path / "x"), "--guidance-interval", "0.8:0.2")
     assert "guidance interval must be two times LO:HI with 0 <= LO < HI <= 1, got '0.8:0.2'" in _one_line_error(r)
+    assert not (tmp_path / "x").exists()
+    r = kinema("export", "--run", str(debug_model), "--out", str(tmp_path / "x"), "--guidance-eta", "-0.5")
+    assert "guidance eta must be in [0, 1], got -0.5" in _one_line_error(r)
     assert not (tmp_path / "x").exists()
 
 

@@ -149,6 +149,34 @@ def test_autoguide_runs_the_weak_model(debug_pipe, tmp_path):
     assert torch.allclose(auto, 2 * plain - vw, atol=1e-5)
 
 
+def test_guidance_eta(debug_model, tmp_path, text_encoder):
+    """`kinema export --guidance-eta` records the projected guidance's eta; generation uses it unless given
+    one, 1 is plain CFG (the default of a model that names none), and a bad eta is an error."""
+    import json
+    import shutil
+
+    from kinema.checkpoint import CheckpointError
+    from kinema.train import export_model
+
+    export_model(debug_model, tmp_path / "apg", guidance=5.0, guidance_eta=0.0)
+    assert json.loads((tmp_path / "apg" / "model.json").read_text())["guidance_eta"] == 0.0
+    pipe = Pipeline.from_pretrained(tmp_path / "apg", text_encoder=text_encoder)
+    assert pipe.guidance_eta == 0.0
+    assert Pipeline.from_pretrained(debug_model, text_encoder=text_encoder).guidance_eta == 1.0
+    kw = dict(steps=3, seed=0, expand=False)
+    own = pipe("a red circle falls", **kw)
+    assert own.info["guidance_eta"] == 0.0
+    assert np.array_equal(own.frames, pipe("a red circle falls", guidance_eta=0.0, **kw).frames)
+    assert not np.array_equal(own.frames, pipe("a red circle falls", guidance_eta=1.0, **kw).frames)
+    with pytest.raises(KinemaError, match=r"guidance eta must be in \[0, 1\], got 2"):
+        pipe("a red circle falls", guidance_eta=2, **kw)
+    shutil.copytree(debug_model, tmp_path / "bad")
+    meta = json.loads((tmp_path / "bad" / "model.json").read_text())
+    (tmp_path / "bad" / "model.json").write_text(json.dumps(meta | {"guidance_eta": "zero"}))
+    with pytest.raises(CheckpointError, match=r"guidance eta must be in \[0, 1\], got 'zero'"):
+        Pipeline.from_pretrained(tmp_path / "bad", text_encoder=text_encoder)
+
+
 def test_model_guidance_interval_that_is_not_an_interval_is_a_checkpoint_error(debug_model, tmp_path, text_encoder):
     import json
     import shutil

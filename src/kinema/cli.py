@@ -116,6 +116,12 @@ def generate(
         str | None,
         typer.Option(help="LO:HI: guide only the steps at times LO < t <= HI, 1 = noise (default: the model's)."),
     ] = None,
+    guidance_eta: Annotated[
+        float | None,
+        typer.Option(
+            help="0-1: share of the guidance kept along the prediction; 1 is plain CFG (default: the model's)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same video.")] = 0,
     sampler: Annotated[
         str,
@@ -208,6 +214,7 @@ def generate(
         steps=steps,
         guidance=guidance,
         guidance_interval=guidance_interval,
+        guidance_eta=guidance_eta,
         seed=seed,
         sampler=sampler,
         expand=not no_expand,
@@ -557,11 +564,14 @@ def export(
     guidance_interval: Annotated[
         str | None, typer.Option(help="LO:HI: the times generation guides by default (default: every step).")
     ] = None,
+    guidance_eta: Annotated[
+        float | None, typer.Option(help="0-1: the guidance eta generation uses by default (default: 1, plain CFG).")
+    ] = None,
 ) -> None:
     """Write a compact float16 copy of a trained model folder (what the package ships)."""
     from kinema.train import export_model
 
-    export_model(run, out, guidance=guidance, guidance_interval=guidance_interval)
+    export_model(run, out, guidance=guidance, guidance_interval=guidance_interval, guidance_eta=guidance_eta)
     typer.echo(f"exported {run} to {out}")
 
 
@@ -638,6 +648,7 @@ def eval_cmd(
             source = E.from_model(pipe, steps, guidance, not no_expand, seed, sampler, interval, observed=conditioned)
             config.update(source=f"model:{pipe.path}", steps=steps, guidance=guidance, expand=not no_expand)
             config["guidance_interval"] = list(interval)
+            config["guidance_eta"] = pipe.guidance_eta
             config["sampler"] = sampler
     from kinema.fvd import encoder_available
 

@@ -484,7 +484,7 @@ def evaluate(
     """The benchmark on a model: one video per prompt of a set (per seed), scored and reported."""
     guidance = pipe.guidance if guidance is None else guidance
     config = {"source": "model", "set": split, "n": n, "steps": steps, "guidance": guidance, "expand": expand}
-    config.update(sampler=sampler, guidance_interval=list(pipe.guidance_interval))
+    config.update(sampler=sampler, guidance_interval=list(pipe.guidance_interval), guidance_eta=pipe.guidance_eta)
     source = from_model(pipe, steps, guidance, expand, seed, sampler)
     return run_benchmark(prompt_set(split, n), source, out, seeds, desc=f"eval {split}", config=config)
 

@@ -144,6 +144,7 @@ class Pipeline:
             raise CheckpointError(f"corrupt model config {meta_file}: {e}") from None
         model_guidance(meta, meta_file)  # a bad default scale fails at load, not at the first request
         model_guidance_interval(meta, meta_file)
+        model_guidance_eta(meta, meta_file)
         try:
             vae = VideoVAE(VAEConfig(**read_config(folder, "vae")["config"]))
             dit = DiT(DiTConfig(**read_config(folder, "dit")["config"]))
@@ -177,6 +178,12 @@ class Pipeline:
         """The times (lo, hi] at which guidance is applied when none are given: the model's own
         ("guidance_interval" in model.json, `kinema export --guidance-interval`), else every step."""
         return model_guidance_interval(self.meta, self.path)
+
+    @property
+    def guidance_eta(self) -> float:
+        """The share of the guidance update kept along the prediction when none is given (flow.projected_guidance):
+        the model's own ("guidance_eta" in model.json, `kinema export --guidance-eta`), else 1 (plain CFG)."""
+        return model_guidance_eta(self.meta, self.path)
 
     @property
     def window(self) -> int:
@@ -231,6 +238,22 @@ def model_guidance_interval(meta: dict, where: Path | None) -> tuple[float, floa
     CheckpointError if it names something else."""
     try:
         return check_guidance_interval(meta.get("guidance_interval", FULL_INTERVAL))
+    except KinemaError as e:
+        raise CheckpointError(f"model config {where}: {e}") from None
+
+
+def check_guidance_eta(eta: object) -> float:
+    """The guidance update's kept share along the prediction: a number in [0, 1] (KinemaError otherwise)."""
+    if isinstance(eta, bool) or not isinstance(eta, int | float) or not 0 <= eta <= 1:
+        raise KinemaError(f"guidance eta must be in [0, 1], got {eta!r}")
+    return float(eta)
+
+
+def model_guidance_eta(meta: dict, where: Path | None) -> float:
+    """A model's default guidance eta from its model.json (1, plain CFG, if it names none); CheckpointError
+    if it names something else."""
+    try:
+        return check_guidance_eta(meta.get("guidance_eta", 1.0))
     except KinemaError as e:
         raise CheckpointError(f"model config {where}: {e}") from None
 
@@ -531,6 +554,7 @@ def generate(
     steps: int = 30,
     guidance: float | None = None,
     guidance_interval: tuple[float, float] | str | None = None,
+    guidance_eta: float | None = None,
     seed: int = 0,
     sampler: str = "euler",
     expand: bool = True,
@@ -571,12 +595,15 @@ def generate(
     moderate=False skips the check; it is for tests and internal evaluation on the world's own prompts.
     guidance None is the model's own scale (Pipeline.guidance); guidance_interval (lo, hi) applies it only
     at the sampling times lo < t <= hi (flow.in_guidance_interval), None the model's own
-    (Pipeline.guidance_interval: every step unless its model.json names one).
+    (Pipeline.guidance_interval: every step unless its model.json names one). guidance_eta in [0, 1] keeps
+    that share of the guidance update's part along the prediction (flow.projected_guidance; 1 is plain CFG),
+    None the model's own (Pipeline.guidance_eta).
     """
     meta = pipe.meta
     fps = float(fps or meta.get("fps", 12))
     guidance = pipe.guidance if guidance is None else guidance
     interval = pipe.guidance_interval if guidance_interval is None else check_guidance_interval(guidance_interval)
+    eta = pipe.guidance_eta if guidance_eta is None else check_guidance_eta(guidance_eta)
     size = tuple(size or (meta.get("width", 64), meta.get("height", 64)))  # type: ignore[assignment]
     inputs = {
         "image": image,
@@ -603,7 +630,7 @@ def generate(
         check_prompts(texts, pipe.text_encoder)
     if shot_list is not None:
         kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, guidance_interval=interval, sampler=sampler)
-        kw["progress"] = progress
+        kw.update(guidance_eta=eta, progress=progress)
         context, noise = shot_context or "none", shot_noise or "new"
         return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, context, noise, kw)
     started = time.time()
@@ -617,7 +644,8 @@ def generate(
     new_latents = max(1, round((seconds or default_seconds) * fps / r))  # extension only
     duration = r * new_latents / fps if task == "video" else (n_frames - 1) / fps
     text = expand_prompt(prompt, aspect=w / h, duration=duration) if expand else prompt
-    run = _Run(pipe, text_model_fn(pipe, text, negative_prompt, guidance, interval), size, steps, sampler, seed)
+    model_fn = text_model_fn(pipe, text, negative_prompt, guidance, interval, eta)
+    run = _Run(pipe, model_fn, size, steps, sampler, seed)
     run.callback = _progress_counter(progress)
     T = (n_frames - 1) // r + 1
     vae = pipe.vae
@@ -655,6 +683,7 @@ def generate(
         "steps": steps,
         "guidance": guidance,
         "guidance_interval": list(interval),
+        "guidance_eta": eta,
         "sampler": sampler,
         "size": [w, h],
         "frames": len(out),

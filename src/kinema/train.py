@@ -699,16 +699,19 @@ def export_model(
     dtype: torch.dtype = torch.float16,
     guidance: float | None = None,
     guidance_interval: tuple[float, float] | str | None = None,
+    guidance_eta: float | None = None,
 ) -> None:
     """Copy a trained model folder (model.json, vae.*, dit.*) to dest with weights cast to dtype: the shipped
     model is the EMA DiT and the VAE in float16 (half the bytes, outputs within bf16 autocast noise).
-    guidance and guidance_interval: recorded in model.json as what generation uses by default
-    (Pipeline.guidance, Pipeline.guidance_interval)."""
-    from kinema.pipeline import check_guidance, check_guidance_interval
+    guidance, guidance_interval and guidance_eta: recorded in model.json as what generation uses by default
+    (Pipeline.guidance, Pipeline.guidance_interval, Pipeline.guidance_eta)."""
+    from kinema.pipeline import check_guidance, check_guidance_eta, check_guidance_interval
 
     meta = {}  # checked before dest is made
     if guidance is not None:
         meta["guidance"] = check_guidance(guidance)
     if guidance_interval is not None:
         meta["guidance_interval"] = list(check_guidance_interval(guidance_interval))
+    if guidance_eta is not None:
+        meta["guidance_eta"] = check_guidance_eta(guidance_eta)
     save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype, meta=meta or None)
