@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import time
 
 from kinema import flow, pipeline
@@ -47,13 +48,10 @@ def main() -> None:
         flow.SAMPLERS["stochastic"] = functools.partial(flow.stochastic, churn=args.churn)
     if args.shift is not None:  # this process samples every clip with that shift, whatever its token count
         flow.shift_for_tokens = lambda tokens, **_: args.shift
-    if args.eta is not None or args.autoguide is not None:  # this process's guidance, for every clip
-        auto = None
-        if args.autoguide is not None:
-            folder, _, weight = args.autoguide.rpartition("@")
-            auto = (pipeline.Pipeline.from_pretrained(folder).dit, float(weight))
-        eta = 1.0 if args.eta is None else args.eta
-        pipeline.text_model_fn = functools.partial(pipeline.text_model_fn, eta=eta, autoguide=auto)
+    if args.autoguide is not None:  # this process's guidance also runs the weak model, for every clip
+        folder, _, weight = args.autoguide.rpartition("@")
+        weak = pipeline.Pipeline.from_pretrained(folder).dit
+        pipeline.text_model_fn = functools.partial(pipeline.text_model_fn, autoguide=(weak, float(weight)))
     items = prompt_set("test", args.n, start=START)
     mode = "" if observed is None else f", extending {observed} true frames"
     churn = "" if args.churn is None else f" (churn {args.churn:g})"
@@ -67,8 +65,18 @@ def main() -> None:
     for spec in args.models:
         pipe, g, interval, label = model_spec(spec)
         started = time.time()
-        source = from_model(pipe, args.steps, g, sampler=args.sampler, guidance_interval=interval, observed=observed)
+        source = from_model(
+            pipe,
+            args.steps,
+            g,
+            sampler=args.sampler,
+            guidance_interval=interval,
+            observed=observed,
+            guidance_eta=args.eta,
+        )
         rep = run_benchmark(items, source, desc=label, distribution="test", quiet=True, observed=observed)
+        for message, count in rep["errors"].items():
+            print(f"warning: {label}: {count} of {args.n} videos failed: {message}", file=sys.stderr)
         suites = [rep["suites"].get(k, float("nan")) for k in SUITES if k[0] in "ABCDE"]
         cells = [f"{v:.2f}" for v in suites] + [f"{sum(suites) / len(suites):.3f}", f"{rep['checks']['shape']:.3f}"]
         cells += [f"{rep['strict_joint']:.3f}", f"{rep['distribution']['fd']:.2f}"]

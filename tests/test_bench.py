@@ -160,6 +160,7 @@ def test_unreadable_and_empty_videos_are_failed_items(tmp_path: Path) -> None:
     out = tmp_path / "out"
     rep = evaluate.run_benchmark(evaluate.folder_items(tmp_path), evaluate.from_folder, out, quiet=True)
     assert rep["n"] == 4 and rep["strict_joint"] == 0.0 and rep["checks"]["error"] == 1.0
+    assert sum(rep["errors"].values()) == 4 and any("no spec" in m for m in rep["errors"])
     items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     assert all(isinstance(it["scores"]["error"], str) for it in items)
     assert all(v == 0.0 for it in items for k, v in it["scores"].items() if k != "error")

@@ -23,6 +23,7 @@ import math
 import re
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -302,9 +303,10 @@ def from_model(
     sampler: str = "euler",
     guidance_interval: tuple[float, float] | None = None,
     observed: int | None = None,
+    guidance_eta: float | None = None,
 ) -> Source:
-    """Sample the item's prompt with a Pipeline (seed + item index + 1000 k); guidance and its interval
-    None: the model's.
+    """Sample the item's prompt with a Pipeline (seed + item index + 1000 k); guidance, its interval and
+    eta None: the model's.
 
     observed (conditioned mode): the pipeline extends the first `observed` frames of the item's ground-truth
     render forward to the render's length (generate(video=..., extend="forward")). It keeps the last 1 + 4k
@@ -313,6 +315,7 @@ def from_model(
 
     def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
         opts = dict(steps=steps, guidance=guidance, guidance_interval=guidance_interval, sampler=sampler)
+        opts.update(guidance_eta=guidance_eta)
         opts.update(seed=seed + item["index"] + 1000 * k, expand=expand)
         if observed is None:
             scene = item["spec"].get("scene", {})
@@ -407,10 +410,10 @@ def run_benchmark(
     quiet: bool = False, config: dict | None = None, distribution: str | None = None, observed: int | None = None,
 ) -> dict:  # fmt: skip
     """Make (source) and score every item `seeds` times; write the report files to out. Never raises on a
-    bad video: it becomes a failed item (all zeros and the error). With distribution (a prompt set name),
-    also suite G (`distribution_scores`) against ground-truth renders of that set. With observed = K
-    (conditioned mode), each video is also taken as a continuation of the first K frames of the item's
-    ground-truth render and scored by `conditioned_score`."""
+    bad video: it becomes a failed item (all zeros and the error; rep["errors"] counts the commonest
+    errors). With distribution (a prompt set name), also suite G (`distribution_scores`) against
+    ground-truth renders of that set. With observed = K (conditioned mode), each video is also taken as a
+    continuation of the first K frames of the item's ground-truth render and scored by `conditioned_score`."""
     rows: list[dict] = []
     videos: list[np.ndarray | None] = []
     curves: list[np.ndarray] = []
@@ -440,6 +443,8 @@ def run_benchmark(
         videos.append(frames if frames is not None and "error" not in scores else None)
         rows.append({"id": item["id"], "prompt": item["prompt"], "sample": k, "scores": scores})
     rep = report([r["scores"] for r in rows])
+    errors = Counter(str(r["scores"]["error"]) for r in rows if isinstance(r["scores"].get("error"), str))
+    rep["errors"] = dict(errors.most_common(5))  # the commonest failures, so a broken source is not just zeros
     if observed is not None:
         cs = [c["score"] for c in conditioned]
         ratio = float(np.median([c["ratio"] for c in conditioned])) if conditioned else float("nan")

@@ -644,7 +644,7 @@ def generate(
     new_latents = max(1, round((seconds or default_seconds) * fps / r))  # extension only
     duration = r * new_latents / fps if task == "video" else (n_frames - 1) / fps
     text = expand_prompt(prompt, aspect=w / h, duration=duration) if expand else prompt
-    model_fn = text_model_fn(pipe, text, negative_prompt, guidance, interval, eta)
+    model_fn = text_model_fn(pipe, text, negative_prompt, guidance, interval, eta=eta)
     run = _Run(pipe, model_fn, size, steps, sampler, seed)
     run.callback = _progress_counter(progress)
     T = (n_frames - 1) // r + 1
