@@ -174,8 +174,8 @@ def test_eval_command_ground_truth_end_to_end(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     rep = json.loads((out / "report.json").read_text())
-    assert set(rep) == {"suites", "ci95", "strict_joint", "n", "checks"}
-    assert rep["n"] == 8 and rep["strict_joint"] == 1.0
+    assert set(rep) == {"suites", "ci95", "strict_joint", "n", "checks", "errors"}
+    assert rep["n"] == 8 and rep["strict_joint"] == 1.0 and rep["errors"] == {}
     assert set(rep["suites"]) <= set(evaluate.SUITES) and "strict_joint" in rep["ci95"]
     assert all(len(rep["ci95"][k]) == 2 for k in rep["suites"])
     page = (out / "report.html").read_text()
