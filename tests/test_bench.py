@@ -167,6 +167,17 @@ def test_unreadable_and_empty_videos_are_failed_items(tmp_path: Path) -> None:
     assert (out / "report.html").is_file()
 
 
+def test_eval_command_says_why_videos_failed(tmp_path: Path) -> None:
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all" * 10)
+    row = {"video": "junk.mp4", "prompt": "a blue square spins clockwise"}
+    (tmp_path / "prompts.jsonl").write_text(json.dumps(row) + "\n")
+    args = ["eval", "--videos", str(tmp_path), "--no-distribution", "--out", str(tmp_path / "out"), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 of 1 videos failed: " in result.output
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["checks"]["error"] == 1.0
+
+
 def test_eval_command_ground_truth_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "gt"
     result = CliRunner().invoke(

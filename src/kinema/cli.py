@@ -677,6 +677,8 @@ def eval_cmd(
             f"{'conditioned score':>24}: {c['score']:.3f}  [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]"
             f"  median error / spread {c['ratio']:.2f}"
         )
+    for message, count in rep["errors"].items():  # failed videos score zero: say why, not only how many
+        typer.echo(f"warning: {count} of {rep['n']} videos failed: {message}", err=True)
     typer.echo(f"wrote {out / 'report.json'} and {out / 'report.html'} (n = {rep['n']})")
 
 
