@@ -50,8 +50,12 @@ def main() -> None:
         flow.shift_for_tokens = lambda tokens, **_: args.shift
     if args.autoguide is not None:  # this process's guidance also runs the weak model, for every clip
         folder, _, weight = args.autoguide.rpartition("@")
+        try:
+            w = float(weight)
+        except ValueError:
+            ap.error(f"--autoguide must be FOLDER@WEIGHT, got {args.autoguide!r}")
         weak = pipeline.Pipeline.from_pretrained(folder).dit
-        pipeline.text_model_fn = functools.partial(pipeline.text_model_fn, autoguide=(weak, float(weight)))
+        pipeline.text_model_fn = functools.partial(pipeline.text_model_fn, autoguide=(weak, w))
     items = prompt_set("test", args.n, start=START)
     mode = "" if observed is None else f", extending {observed} true frames"
     churn = "" if args.churn is None else f" (churn {args.churn:g})"
