@@ -192,9 +192,10 @@ def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
         {"prompt": "a small red circle falls", "seconds": 1},
         {"prompt": "the red circle moves left", "seconds": 1},
     ]
-    free = debug_pipe(shots=shots, **KW)
+    free = debug_pipe(shots=shots, shot_context="none", **KW)
     assert free.info["shot_context"] == "none"
-    video = debug_pipe(shots=shots, shot_context="first", **KW)
+    video = debug_pipe(shots=shots, **KW)
+    assert video.info["shot_context"] == "first"  # the default
     assert len(video.frames) == 9 + 8 and video.info["cuts"] == [0, 9]
     a, b = expand_shots([s["prompt"] for s in shots])
     assert a.startswith("A small red circle") and b.startswith("A small red circle")
@@ -208,7 +209,7 @@ def test_shots_cut_and_keep_identity(debug_pipe: Pipeline) -> None:
     assert np.array_equal(prev.frames[:9], video.frames[:9]) and np.array_equal(prev.frames[9:], second[1:])
     alone = debug_pipe(b, seconds=1, seed=1, expand=False, **KW).frames
     assert np.array_equal(free.frames[9:], alone[1:]) and not np.array_equal(free.frames[9:], video.frames[9:])
-    same = debug_pipe(shots=shots, shot_noise="same", **KW)  # every shot from seed 0's noise
+    same = debug_pipe(shots=shots, shot_context="none", shot_noise="same", **KW)  # every shot from seed 0's noise
     assert same.info["shot_noise"] == "same" and free.info["shot_noise"] == "new"
     assert np.array_equal(same.frames[:9], free.frames[:9])
     assert np.array_equal(same.frames[9:], debug_pipe(b, seconds=1, seed=0, expand=False, **KW).frames[1:])

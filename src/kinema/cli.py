@@ -166,8 +166,8 @@ def generate(
     shot_context: Annotated[
         str | None,
         typer.Option(
-            help="With --shots, the frame later shots are conditioned on: none (independent shots, the "
-            "default), first (shot 1's first frame) or previous (the previous shot's last frame)."
+            help="With --shots, the frame later shots are conditioned on: first (shot 1's first frame, the "
+            "default), none (independent shots) or previous (the previous shot's last frame)."
         ),
     ] = None,
     shot_noise: Annotated[

@@ -283,7 +283,7 @@ def check_seconds(seconds: float) -> None:
 
 
 TASKS = ("image", "video", "keyframes", "fill", "edit", "shots")
-SHOT_CONTEXTS = ("none", "first", "previous")  # what a later shot is conditioned on: see _generate_shots
+SHOT_CONTEXTS = ("first", "none", "previous")  # what a later shot is conditioned on: see _generate_shots
 SHOT_NOISE = ("new", "same")  # each shot's starting noise: seed + shot index, or the seed's for every shot
 
 
@@ -581,8 +581,8 @@ def generate(
     new frames lead into it; seconds is the length of the new part, the output holds both), keyframes
     [(image, seconds), ...] (interpolation when first and last), fill + missing (start, end) in seconds
     (regenerate that range, the rest kept), edit + strength (SDEdit: noise the input to t = strength,
-    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts; shot_context "none" (default),
-    "first" or "previous" says which frame of the video so far every later shot is conditioned on;
+    default 0.6), shots (a file or list of {prompt, seconds}: hard cuts; shot_context "first" (default),
+    "none" or "previous" says which frame of the video so far every later shot is conditioned on;
     shot_noise "new" (default) or "same" says whether every shot starts from fresh noise or the same;
     see _generate_shots).
     loop (with a prompt or an image) makes the last frame flow into the first. frames=1 gives an image.
@@ -631,7 +631,7 @@ def generate(
     if shot_list is not None:
         kw = dict(size=size, fps=fps, steps=steps, guidance=guidance, guidance_interval=interval, sampler=sampler)
         kw.update(guidance_eta=eta, progress=progress)
-        context, noise = shot_context or "none", shot_noise or "new"
+        context, noise = shot_context or "first", shot_noise or "new"
         return _generate_shots(pipe, shot_list, seed, expand, negative_prompt, context, noise, kw)
     started = time.time()
     w, h = size
@@ -781,12 +781,13 @@ def _generate_shots(
     A later shot can also be given a frame of the video so far as a clean reference latent at t = 0
     (latent frame 0, as in image-to-video, which the model was trained for; train.TaskMix.first_frame).
     That frame is the one each later shot drops, so it conditions the shot without being part of the
-    output. context "first": the first frame of shot 1 (a hard cut back to the opening set-up, with its
-    objects and style); "previous": the last frame of the previous shot (a continuity cut: the action
-    changes, the picture barely jumps); "none" (the default): independent shots, identity from the prompts.
-    With the shipped model a reference keeps the background closer but not the objects (the model redraws
-    them to the new caption), and "first" made them differ more than "none" (README, "Conditioning,
-    measured"), so it is not the default.
+    output. context "first" (the default): the first frame of shot 1 (a hard cut back to the opening
+    set-up, with its objects and style); "previous": the last frame of the previous shot (a continuity cut:
+    the action changes, the picture barely jumps); "none": independent shots, identity from the prompts.
+    With the shipped model and its session-10 decoder, "first" keeps the objects' colour, shape and size
+    closer across the cut than "none" on 96 fresh stories, and the cut stays the largest step wherever
+    shot 1 moves (after a still shot 1 it continues the unchanged scene, so that cut is not seen); README,
+    "Conditioning, measured".
 
     noise "same" starts every shot from the seed's noise (the same noise when shots have the same length;
     the noise tensor is drawn channel by channel, so shots of other lengths share only the seed): the model

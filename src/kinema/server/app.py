@@ -255,7 +255,7 @@ class CreateVideo(JobOptions):
     extend: Literal["forward", "backward"] | None = None
     shots: list[ShotIn] | None = Field(None, max_length=16)
     shot_context: Literal["first", "previous", "none"] | None = Field(
-        None, description="With shots: the frame later shots are conditioned on (default none)."
+        None, description="With shots: the frame later shots are conditioned on (default first)."
     )
     loop: bool = False
 
