@@ -315,8 +315,7 @@ def from_model(
 
     def sample(item: Item, k: int) -> tuple[np.ndarray, float]:
         opts = dict(steps=steps, guidance=guidance, guidance_interval=guidance_interval, sampler=sampler)
-        opts.update(guidance_eta=guidance_eta)
-        opts.update(seed=seed + item["index"] + 1000 * k, expand=expand)
+        opts.update(guidance_eta=guidance_eta, seed=seed + item["index"] + 1000 * k, expand=expand)
         if observed is None:
             scene = item["spec"].get("scene", {})
             seconds = float(scene.get("duration", 2.0)) if isinstance(scene, dict) else 2.0

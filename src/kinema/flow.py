@@ -37,9 +37,14 @@ def sample_timesteps(
     return shift_timesteps(torch.sigmoid(u), shift)
 
 
+def _per_frame(t: Tensor) -> Tensor:
+    """Times (B,) or per latent frame (B, T) shaped to broadcast over latents (B, C, T, H, W)."""
+    return t.view(t.shape[0], 1, -1, 1, 1) if t.ndim == 2 else t.view(-1, 1, 1, 1, 1)
+
+
 def add_noise(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
     """x_t = (1 - t) x0 + t noise; t broadcasts from (B,) or (B, T) over (B, C, T, H, W)."""
-    t = t.view(t.shape[0], 1, -1, 1, 1) if t.ndim == 2 else t.view(-1, 1, 1, 1, 1)
+    t = _per_frame(t)
     return (1 - t) * x0 + t * noise
 
 
@@ -81,7 +86,7 @@ def projected_guidance(cond: Tensor, uncond: Tensor, scale: float, x: Tensor, t:
     x0(cond), which mostly raises contrast and saturation, and the orthogonal rest. The result is the velocity
     of x0(cond) + (scale - 1) (d_orth + eta d_par); eta = 1 is `guidance`. Velocities (B, C, T, H, W);
     t is (B,) or per latent frame (B, T); frames at t = 0 (clean references) get the conditional velocity."""
-    tb = t.view(t.shape[0], 1, -1, 1, 1).to(cond.dtype) if t.ndim == 2 else t.view(-1, 1, 1, 1, 1).to(cond.dtype)
+    tb = _per_frame(t).to(cond.dtype)
     x0 = x - tb * cond
     d = -tb * (cond - uncond)
     dims = (1, 3, 4)

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -142,9 +143,7 @@ class Pipeline:
             meta = json.loads(meta_file.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"corrupt model config {meta_file}: {e}") from None
-        model_guidance(meta, meta_file)  # a bad default scale fails at load, not at the first request
-        model_guidance_interval(meta, meta_file)
-        model_guidance_eta(meta, meta_file)
+        check_model_defaults(meta, meta_file)
         try:
             vae = VideoVAE(VAEConfig(**read_config(folder, "vae")["config"]))
             dit = DiT(DiTConfig(**read_config(folder, "dit")["config"]))
@@ -206,13 +205,28 @@ def check_guidance(guidance: object) -> float:
     return float(guidance)
 
 
+T = TypeVar("T")
+
+
+def _model_default(meta: dict, where: Path | None, key: str, default: object, check: Callable[[object], T]) -> T:
+    """meta[key] (default if absent) passed through check; CheckpointError naming the model.json if bad."""
+    try:
+        return check(meta.get(key, default))
+    except KinemaError as e:
+        raise CheckpointError(f"model config {where}: {e}") from None
+
+
+def check_model_defaults(meta: dict, where: Path | None) -> None:
+    """Fail at load, not at the first request, when a model.json names a bad guidance default."""
+    model_guidance(meta, where)
+    model_guidance_interval(meta, where)
+    model_guidance_eta(meta, where)
+
+
 def model_guidance(meta: dict, where: Path | None) -> float:
     """A model's default guidance from its model.json (DEFAULT_GUIDANCE if it names none); CheckpointError
     if it names something that is not a scale."""
-    try:
-        return check_guidance(meta.get("guidance", DEFAULT_GUIDANCE))
-    except KinemaError as e:
-        raise CheckpointError(f"model config {where}: {e}") from None
+    return _model_default(meta, where, "guidance", DEFAULT_GUIDANCE, check_guidance)
 
 
 def check_guidance_interval(interval: object) -> tuple[float, float]:
@@ -236,10 +250,7 @@ def check_guidance_interval(interval: object) -> tuple[float, float]:
 def model_guidance_interval(meta: dict, where: Path | None) -> tuple[float, float]:
     """A model's default guidance interval from its model.json (every step if it names none);
     CheckpointError if it names something else."""
-    try:
-        return check_guidance_interval(meta.get("guidance_interval", FULL_INTERVAL))
-    except KinemaError as e:
-        raise CheckpointError(f"model config {where}: {e}") from None
+    return _model_default(meta, where, "guidance_interval", FULL_INTERVAL, check_guidance_interval)
 
 
 def check_guidance_eta(eta: object) -> float:
@@ -252,10 +263,7 @@ def check_guidance_eta(eta: object) -> float:
 def model_guidance_eta(meta: dict, where: Path | None) -> float:
     """A model's default guidance eta from its model.json (1, plain CFG, if it names none); CheckpointError
     if it names something else."""
-    try:
-        return check_guidance_eta(meta.get("guidance_eta", 1.0))
-    except KinemaError as e:
-        raise CheckpointError(f"model config {where}: {e}") from None
+    return _model_default(meta, where, "guidance_eta", 1.0, check_guidance_eta)
 
 
 def check_options(

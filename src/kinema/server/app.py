@@ -164,7 +164,7 @@ class ModelInfo:
     def read(cls, path: Path | None) -> ModelInfo:
         from kinema.checkpoint import CheckpointError, read_config
         from kinema.dit import DiTConfig
-        from kinema.pipeline import SHIPPED_MODEL, model_guidance, model_guidance_eta, model_guidance_interval
+        from kinema.pipeline import SHIPPED_MODEL, check_model_defaults, model_guidance
         from kinema.vae import VAEConfig
 
         folder = Path(path) if path is not None else SHIPPED_MODEL
@@ -174,8 +174,7 @@ class ModelInfo:
         meta = json.loads(meta_file.read_text())
         vae = VAEConfig(**read_config(folder, "vae")["config"])
         dit = DiTConfig(**read_config(folder, "dit")["config"])
-        model_guidance_interval(meta, meta_file)  # a bad default fails at start, as generation would
-        model_guidance_eta(meta, meta_file)
+        check_model_defaults(meta, meta_file)  # a bad default fails at start, as generation would
         return cls(
             name="kinema-1",
             stride=vae.spatial_ratio * dit.patch[1],
