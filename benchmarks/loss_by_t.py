@@ -48,33 +48,37 @@ def main() -> None:
     vae = load_vae(model_folder("shipped"))
     clips = {}
     for w, h in args.size or [(64, 64)]:
-        x, scenes = world_batch(list(range(args.n)), ClipShape(25, w, h, 12.0), args.split)
+        shape = ClipShape(25, w, h, 12.0)
+        x, scenes = world_batch(list(range(args.n)), shape, args.split)
         batch = [(x, [long_caption(s) for s in scenes], [short_caption(s) for s in scenes])]
         shard = encode_clips(batch, vae, enc)
         x0 = shard["latents"].float()
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(args.seed))
-        cells = torch.stack([object_mask(s, ClipShape(25, w, h, 12.0)) for s in scenes])[:, None].expand_as(x0)
+        cells = torch.stack([object_mask(s, shape) for s in scenes])[:, None].expand_as(x0) if args.objects else None
         clips[f"{w}x{h}"] = (x0, noise, shard["text_long"].float(), shard["mask_long"], cells)
+    channels = x0.shape[1]
     print(f"{args.split} split, n = {args.n}: mean squared velocity error at each timestep t\n")
     print("| model | patch | size | cells | " + " | ".join(f"t = {t}" for t in TIMES) + " |")
     print("|---|---|---|---|" + "---|" * len(TIMES))
     for name in args.models:
         folder, _, patch = name.partition("@")
-        _, model = build_dit("small", folder, next(iter(clips.values()))[0].shape[1], parse_patch(patch or None))
+        _, model = build_dit("small", folder, channels, parse_patch(patch or None))
         model.eval()
         patch = "x".join(map(str, model.cfg.patch))
         label = Path(folder).name + (f", re-cut to {patch}" if "@" in name else "")
         for size, (x0, noise, text, mask, cells) in clips.items():
-            rows: dict[str, list[float]] = {"all": [], "objects": [], "background": []}
+            kinds = ["all"] if cells is None else ["all", "objects", "background"]
+            rows: dict[str, list[float]] = {kind: [] for kind in kinds}
             for t in TIMES:
                 tt = torch.full((args.n,), t)
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     v = model(add_noise(x0, noise, tt), tt, text, mask)
                 err = (v.float() - (noise - x0)).pow(2)
                 rows["all"].append(err.mean().item())
-                rows["objects"].append(err[cells].mean().item())
-                rows["background"].append(err[~cells].mean().item())
-            for kind in rows if args.objects else ["all"]:
+                if cells is not None:
+                    rows["objects"].append(err[cells].mean().item())
+                    rows["background"].append(err[~cells].mean().item())
+            for kind in rows:
                 cols = " | ".join(f"{r:.3f}" for r in rows[kind])
                 print(f"| {label} | {patch} | {size} | {kind} | {cols} |", flush=True)
 
