@@ -24,6 +24,8 @@ README's "Conditioning, measured" has the shipped model's numbers:
 - long: drift over a --long-seconds video in 2 s pieces: background, objects, metrics.score colour and
   shape, world-encoder feature distance to ground truth; the window seams;
 - aspects: adherence (metrics.score colour / shape / motion / joint) at 1:1, 16:9, 9:16 and 4:3 sizes.
+- aspect-tasks: image-to-video (adherence, the jump after the image) and forward extension (the jump at
+  the join, the named objects in the new frames) at the same four sizes, from ground-truth scenes there;
 - images: colour and shape of the named objects in one-frame generations (frames=1), beside frame 0 of the
   same prompts' videos and of the ground truth;
 - edit: video-to-video at several strengths, asked to recolour a test clip's first object: the new
@@ -314,10 +316,13 @@ def long_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], f
     return rows
 
 
+ASPECT_SIZES = ((64, 64), (112, 64), (64, 112), (64, 48))  # 1:1, 16:9, 9:16, 4:3 (about)
+
+
 def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tuple]:
     """Text-to-video adherence at four aspect ratios (same prompts)."""
     rows = []
-    for size in ((64, 64), (112, 64), (64, 112), (64, 48)):
+    for size in ASPECT_SIZES:
         items = prompt_set("test", args.n, aspect=size[0] / size[1], duration=2.0)
         res = []
         for it in items:
@@ -326,6 +331,39 @@ def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tu
         s = metrics.summarize(res)
         cells = " ".join(f"{k}={s.get(k, float('nan')):.2f}" for k in ("color", "shape", "motion", "joint"))
         rows.append((f"adherence {size[0]}x{size[1]}", s.get("joint", float("nan")), cells))
+    return rows
+
+
+def aspect_task_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tuple]:
+    """Image-to-video and forward extension at the four aspect sizes, from test scenes rendered there.
+    Image-to-video: the ground truth's frame 0 animated for 2 s, scored against the scene's spec
+    (metrics.score: colour, shape, motion, joint) and the jump from frame 0 to 1. Extension: the 2 s clip
+    continued by 1 s: the jump at the join, and the named objects' colour and shape in the new frames
+    alone (the "present" facts, as in images)."""
+    rows = []
+    r = pipe.vae.cfg.temporal_ratio
+    for size in ASPECT_SIZES:
+        i2v, i2v_jump, ext, ext_jump = [], [], [], []
+        for i in range(args.n):
+            clip, scene = scene_clip(i, size, fps, 2.0)
+            item = scene_item(scene, "test")
+            kw = kw_of(args, size, fps)
+            v = pipe(item["prompt"], image=clip[0], seconds=2.0, seed=args.seed + i, **kw).frames
+            i2v.append(metrics.score(v, item["spec"], fps))
+            i2v_jump.append(jump_ratio(v, 1))
+            given = clip[: 1 + r * ((len(clip) - 1) // r)]
+            v = pipe(item["prompt"], video=given, seconds=1.0, seed=args.seed + i, **kw).frames
+            ext_jump.append(jump_ratio(v, len(given), v[len(given) :]))
+            present = {**item["spec"], "facts": [f for f in item["spec"]["facts"] if f["check"] == "present"]}
+            ext.append(metrics.score(v[len(given) :], present, fps))
+        s, e = metrics.summarize(i2v), metrics.summarize(ext)
+        cells = " ".join(f"{k}={s.get(k, math.nan):.2f}" for k in ("color", "shape", "motion"))
+        tag = f"{size[0]}x{size[1]}"
+        rows.append((f"image-to-video {tag}: joint", s.get("joint", math.nan), cells))
+        rows.append((f"image-to-video {tag}: jump 0 -> 1 / typical step", float(np.mean(i2v_jump)), ""))
+        cells = " ".join(f"{k}={e.get(k, math.nan):.2f}" for k in ("color", "shape"))
+        rows.append((f"extend forward {tag}: named objects in the new 1 s", e.get("joint", math.nan), cells))
+        rows.append((f"extend forward {tag}: join jump / typical step", float(np.mean(ext_jump)), ""))
     return rows
 
 
@@ -405,7 +443,7 @@ def print_rows(rows: list[tuple]) -> None:
         print(f"{name:<62} {cell}  {note}", flush=True)
 
 
-SECTIONS = ("conditioned", "shots", "long", "aspects", "images", "edit")
+SECTIONS = ("conditioned", "shots", "long", "aspects", "aspect-tasks", "images", "edit")
 
 
 def main() -> None:
@@ -435,6 +473,7 @@ def main() -> None:
         "shots": lambda: shot_rows(pipe, args, size, fps),
         "long": lambda: long_rows(pipe, args, size, fps),
         "aspects": lambda: aspect_rows(pipe, args, fps),
+        "aspect-tasks": lambda: aspect_task_rows(pipe, args, fps),
         "images": lambda: image_rows(pipe, args, size, fps),
         "edit": lambda: edit_rows(pipe, args, size, fps),
     }
