@@ -238,6 +238,12 @@ def shot_moves(prompt: str, size: tuple[int, int]) -> bool:
     return scene is not None and any(o.motion.kind != "static" for o in scene.objects)
 
 
+def present_only(spec: dict) -> dict:
+    """The spec with only its "present" facts (each named object in its colour and shape): what applies
+    to one frame, or to frames that need not follow the prompt's motion from its start."""
+    return {**spec, "facts": [f for f in spec["facts"] if f["check"] == "present"]}
+
+
 def kw_of(args: argparse.Namespace, size: tuple[int, int], fps: float) -> dict:
     return dict(steps=args.steps, guidance=args.guidance, size=size, fps=fps, moderate=False)
 
@@ -273,7 +279,7 @@ def long_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], f
         for _, m in window_plan(n, (len(frames) - n) // r, pipe.window, max(1, (pipe.window - 1) // 2), r, False):
             seams.append(jump_ratio(frames, length))
             length += r * m
-        spec = dict(it["spec"], facts=[f for f in it["spec"]["facts"] if f["check"] == "present"])
+        spec = present_only(it["spec"])
         first_bg, first_look = None, None
         for k in range((len(frames) - 1) // piece):
             seg = frames[k * piece : (k + 1) * piece + 1]
@@ -344,18 +350,17 @@ def aspect_task_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> li
     r = pipe.vae.cfg.temporal_ratio
     for size in ASPECT_SIZES:
         i2v, i2v_jump, ext, ext_jump = [], [], [], []
+        kw = kw_of(args, size, fps)
         for i in range(args.n):
             clip, scene = scene_clip(i, size, fps, 2.0)
             item = scene_item(scene, "test")
-            kw = kw_of(args, size, fps)
             v = pipe(item["prompt"], image=clip[0], seconds=2.0, seed=args.seed + i, **kw).frames
             i2v.append(metrics.score(v, item["spec"], fps))
             i2v_jump.append(jump_ratio(v, 1))
             given = clip[: 1 + r * ((len(clip) - 1) // r)]
             v = pipe(item["prompt"], video=given, seconds=1.0, seed=args.seed + i, **kw).frames
             ext_jump.append(jump_ratio(v, len(given), v[len(given) :]))
-            present = {**item["spec"], "facts": [f for f in item["spec"]["facts"] if f["check"] == "present"]}
-            ext.append(metrics.score(v[len(given) :], present, fps))
+            ext.append(metrics.score(v[len(given) :], present_only(item["spec"]), fps))
         s, e = metrics.summarize(i2v), metrics.summarize(ext)
         cells = " ".join(f"{k}={s.get(k, math.nan):.2f}" for k in ("color", "shape", "motion"))
         tag = f"{size[0]}x{size[1]}"
@@ -373,7 +378,7 @@ def image_rows(pipe: Pipeline, args: argparse.Namespace, size: tuple[int, int], 
     and of the ground-truth render (the floor of the detectors)."""
     results: dict[str, list] = {"ground truth, frame 0": [], "text-to-video, frame 0": [], "image (--frames 1)": []}
     for i, item in enumerate(prompt_set("test", args.n, aspect=size[0] / size[1])):
-        spec = {**item["spec"], "facts": [f for f in item["spec"]["facts"] if f["check"] == "present"]}
+        spec = present_only(item["spec"])
         truth, _ = scene_clip(i, size, fps, 2.0)
         video = pipe(item["prompt"], seconds=2.0, seed=args.seed + i, **kw_of(args, size, fps)).frames
         image = pipe(item["prompt"], frames=1, seed=args.seed + i, **kw_of(args, size, fps)).frames
