@@ -147,6 +147,20 @@ def test_export_bad_guidance(tmp_path, debug_model):
     assert not (tmp_path / "x").exists()
 
 
+def test_export_bad_blend(tmp_path, debug_model):
+    """export --blend: a weight outside [0, 1], a missing model, another architecture: one line, no folder."""
+    out = tmp_path / "x"
+    r = kinema(
+        "export", "--run", str(debug_model), "--out", str(out), "--blend", str(debug_model), "--blend-weight", "1.5"
+    )
+    assert "blend weight must be in [0, 1], got 1.5" in _one_line_error(r)
+    r = kinema("export", "--run", str(debug_model), "--out", str(out), "--blend", str(tmp_path / "none"))
+    assert "missing checkpoint file" in _one_line_error(r)
+    r = kinema("export", "--run", str(debug_model), "--out", str(out), "--blend", "shipped")
+    assert "--blend shipped has a different DiT architecture" in _one_line_error(r)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "args,match",
     [(["--workers", "-1"], "--workers >= 0"), (["--device", "tpu"], "--device cpu or cuda")]

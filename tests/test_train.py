@@ -69,6 +69,25 @@ def test_dit_resume_is_exact(shards: tuple[Path, Path], tmp_path: Path, text_enc
     assert pipe("a red circle", steps=2).frames.shape == (9, 32, 32, 3)  # defaults: the training clip
 
 
+def test_export_blend_averages_the_dit_only(tmp_path: Path) -> None:
+    """export --blend: the DiT is (1 - w) * run + w * other, tensor by tensor; the VAE and model.json are
+    the run's; w = 0 is a plain export."""
+    from safetensors.torch import load_file
+
+    a, b = make_debug_model(tmp_path / "a", seed=0), make_debug_model(tmp_path / "b", seed=1)
+    export_model(a, tmp_path / "mix", blend=b, blend_weight=0.25)
+    export_model(a, tmp_path / "plain")
+    export_model(a, tmp_path / "zero", blend=b, blend_weight=0.0)
+    dit_a, dit_b, mix = (load_file(f / "dit.safetensors") for f in (a, b, tmp_path / "mix"))
+    assert mix.keys() == dit_a.keys()
+    assert any(not torch.equal(dit_a[k], dit_b[k]) for k in dit_a)
+    for k in dit_a:
+        assert torch.equal(mix[k], (0.75 * dit_a[k] + 0.25 * dit_b[k]).half()), k
+    assert load_file(tmp_path / "mix" / "vae.safetensors").keys() == load_file(a / "vae.safetensors").keys()
+    for name in ("vae.safetensors", "dit.safetensors", "model.json"):
+        assert (tmp_path / "zero" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
+
+
 def test_vae_resume_is_exact(tmp_path: Path) -> None:
     kw = dict(preset="debug", batch=2, save_every=1, measure_n=8)
     train_vae(tmp_path / "a", steps=3, **kw)

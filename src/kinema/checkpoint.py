@@ -113,17 +113,47 @@ def load_weights(folder: Path, name: str, module: torch.nn.Module) -> None:
         raise CheckpointError(f"checkpoint {path} does not match its config: {first}") from None
 
 
+def read_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    """folder/name.safetensors as a state dict, or a CheckpointError naming the file."""
+    try:
+        return load_file(Path(folder) / f"{name}.safetensors")
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {Path(folder) / name}.safetensors: {e}") from None
+
+
+def blend_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], w: float) -> dict[str, torch.Tensor]:
+    """(1 - w) * a + w * b for every float tensor, in float32 (a weight-space average of two fine-tunes of one
+    initialisation, as in WiSE-FT / model soups); other tensors are taken from a. Both states must hold the
+    same keys and shapes."""
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"blend weight must be in [0, 1], got {w:g}")
+    if a.keys() != b.keys():
+        extra = sorted(a.keys() ^ b.keys())
+        raise CheckpointError(f"cannot blend models with different parameters (e.g. {extra[0]!r})")
+    out = {}
+    for k, x in a.items():
+        y = b[k]
+        if x.shape != y.shape:
+            raise CheckpointError(f"cannot blend {k!r}: shapes {tuple(x.shape)} and {tuple(y.shape)} differ")
+        out[k] = (1 - w) * x.float() + w * y.float() if x.is_floating_point() else x
+    return out
+
+
 def save_model_copy(
-    src: Path, dest: Path, names: tuple[str, ...], dtype: torch.dtype, meta: dict | None = None
+    src: Path,
+    dest: Path,
+    names: tuple[str, ...],
+    dtype: torch.dtype,
+    meta: dict | None = None,
+    states: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> None:
     """Copy model.json (updated with `meta`) and each component's config and weights from src to dest,
-    casting float weights."""
+    casting float weights; `states` replaces the weights of the components it names."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:
-        try:
-            state = load_file(src / f"{name}.safetensors")
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"cannot read {src / name}.safetensors: {e}") from None
+        state = (states or {}).get(name)
+        if state is None:
+            state = read_weights(src, name)
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
         atomic_write(dest / f"{name}.safetensors", lambda p, s=state: save_file(s, p))
         text = (src / f"{name}.json").read_text()

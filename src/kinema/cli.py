@@ -567,11 +567,24 @@ def export(
     guidance_eta: Annotated[
         float | None, typer.Option(help="0-1: the guidance eta generation uses by default (default: 1, plain CFG).")
     ] = None,
+    blend: Annotated[
+        str | None,
+        typer.Option(help="Average the DiT weights with this model ('shipped' or a folder; same architecture)."),
+    ] = None,
+    blend_weight: Annotated[float, typer.Option(help="0-1: the share of --blend's weights in the DiT.")] = 0.5,
 ) -> None:
     """Write a compact float16 copy of a trained model folder (what the package ships)."""
     from kinema.train import export_model
 
-    export_model(run, out, guidance=guidance, guidance_interval=guidance_interval, guidance_eta=guidance_eta)
+    export_model(
+        run,
+        out,
+        guidance=guidance,
+        guidance_interval=guidance_interval,
+        guidance_eta=guidance_eta,
+        blend=blend,
+        blend_weight=blend_weight,
+    )
     typer.echo(f"exported {run} to {out}")
 
 

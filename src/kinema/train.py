@@ -38,12 +38,14 @@ from kinema import world
 from kinema.checkpoint import (
     CheckpointError,
     atomic_write,
+    blend_weights,
     disk_full,
     latest_checkpoint,
     load_checkpoint,
     load_train_state,
     load_weights,
     read_config,
+    read_weights,
     rng_state,
     save_checkpoint,
     save_model_copy,
@@ -700,12 +702,23 @@ def export_model(
     guidance: float | None = None,
     guidance_interval: tuple[float, float] | str | None = None,
     guidance_eta: float | None = None,
+    blend: str | Path | None = None,
+    blend_weight: float = 0.5,
 ) -> None:
     """Copy a trained model folder (model.json, vae.*, dit.*) to dest with weights cast to dtype: the shipped
     model is the EMA DiT and the VAE in float16 (half the bytes, outputs within bf16 autocast noise).
     guidance, guidance_interval and guidance_eta: recorded in model.json as what generation uses by default
-    (Pipeline.guidance, Pipeline.guidance_interval, Pipeline.guidance_eta)."""
+    (Pipeline.guidance, Pipeline.guidance_interval, Pipeline.guidance_eta).
+    blend: another model folder ('shipped' = the packaged model) with the same DiT architecture; the written
+    DiT is (1 - blend_weight) * run's + blend_weight * blend's (`blend_weights`), the rest is run's."""
     from kinema.pipeline import check_guidance, check_guidance_eta, check_guidance_interval
+
+    states = None
+    if blend is not None:
+        other = model_folder(blend)
+        if read_config(other, "dit").get("config") != read_config(run, "dit").get("config"):
+            raise ValueError(f"--blend {blend} has a different DiT architecture from {run} (dit.json configs differ)")
+        states = {"dit": blend_weights(read_weights(run, "dit"), read_weights(other, "dit"), blend_weight)}
 
     meta = {}  # checked before dest is made
     if guidance is not None:
@@ -714,4 +727,4 @@ def export_model(
         meta["guidance_interval"] = list(check_guidance_interval(guidance_interval))
     if guidance_eta is not None:
         meta["guidance_eta"] = check_guidance_eta(guidance_eta)
-    save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype, meta=meta or None)
+    save_model_copy(Path(run), Path(dest), ("vae", "dit"), dtype, meta=meta or None, states=states)
