@@ -326,18 +326,28 @@ ASPECT_SIZES = ((64, 64), (112, 64), (64, 112), (64, 48))  # 1:1, 16:9, 9:16, 4:
 
 
 def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tuple]:
-    """Text-to-video adherence at four aspect ratios (same prompts)."""
-    rows = []
+    """Text-to-video adherence at four aspect ratios (same prompts), args.aspect_seconds long, and the
+    median area in pixels of the objects drawn (metrics.track) beside the ground truth renders' (the world's
+    unit is the frame height, so a portrait frame shows its objects larger)."""
+    rows, seconds = [], args.aspect_seconds
     for size in ASPECT_SIZES:
-        items = prompt_set("test", args.n, aspect=size[0] / size[1], duration=2.0)
-        res = []
-        for it in items:
-            v = pipe(it["prompt"], seconds=2.0, seed=args.seed, **kw_of(args, size, fps))
+        items = prompt_set("test", args.n, aspect=size[0] / size[1], duration=seconds)
+        res, area, truth_area = [], [], []
+        for i, it in enumerate(items):
+            v = pipe(it["prompt"], seconds=seconds, seed=args.seed, **kw_of(args, size, fps))
             res.append(metrics.score(v.frames, it["spec"], fps))
+            area += object_areas(v.frames)
+            truth_area += object_areas(scene_clip(i, size, fps, seconds)[0])
         s = metrics.summarize(res)
         cells = " ".join(f"{k}={s.get(k, float('nan')):.2f}" for k in ("color", "shape", "motion", "joint"))
+        cells += f" area={np.median(area):.0f}px (truth {np.median(truth_area):.0f}px)"
         rows.append((f"adherence {size[0]}x{size[1]}", s.get("joint", float("nan")), cells))
     return rows
+
+
+def object_areas(frames: np.ndarray) -> list[float]:
+    """The median area in pixels, over the frames it is present in, of each object metrics.track finds."""
+    return [float(np.median(t.area[t.present])) for t in metrics.track(frames).values() if t.present.any()]
 
 
 def aspect_task_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tuple]:
@@ -460,6 +470,7 @@ def main() -> None:
     ap.add_argument("--long-n", type=int, default=2, help="prompts of the drift measurement")
     ap.add_argument("--long-seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aspect-seconds", type=float, default=2.0, help="clip length of the aspects section")
     ap.add_argument("--save", type=Path, default=None, help="folder for the shot videos (.npy)")
     ap.add_argument("--shot-start", type=int, default=0, help="first shot story (to add stories to --save)")
     ap.add_argument(
