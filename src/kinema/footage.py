@@ -32,11 +32,14 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import torch
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # PyAV loads where footage is decoded: world training on a machine without it never needs it
+    import av
 
 from kinema.checkpoint import atomic_write
 
@@ -154,6 +157,8 @@ def decode_clips(
 ) -> tuple[Bucket, list[np.ndarray]]:
     """Decode a source into clips for one bucket: (bucket, [(frames, H, W, 3) uint8, ...]).
     Raises SkipError with a short reason for anything unusable."""
+    import av
+
     if not src.path.is_file():
         raise SkipError("missing", str(src.path))
     if src.path.stat().st_size == 0:

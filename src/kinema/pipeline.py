@@ -50,9 +50,6 @@ from kinema.data import to_uint8
 from kinema.dit import DiT, DiTConfig
 from kinema.expand import expand_prompt, expand_shots
 from kinema.moderation import check_prompts
-from kinema.provenance import MIME as SIGNED_SUFFIXES
-from kinema.provenance import manifest as c2pa_manifest
-from kinema.provenance import sign_file
 from kinema.review import review_frames
 from kinema.text import TextEncoder
 from kinema.vae import VAEConfig, VideoVAE
@@ -87,6 +84,9 @@ class Video:
         review first (kinema.review): a video that fails raises ReviewError and nothing is written. Every
         format gets the invisible watermark; .mp4 and .png are C2PA-signed too, in a hidden file beside the
         target that is renamed into place only once signed, so no unsigned output ever appears at `path`."""
+        from kinema.provenance import MIME as SIGNED_SUFFIXES  # c2pa and cryptography load on the first save
+        from kinema.provenance import sign_file
+
         p = check_output_path(path, len(self.frames))
         self.info["review"] = review_frames(self.frames)
         frames = embed_watermark(self.frames, self.watermark)
@@ -103,6 +103,7 @@ class Video:
 
     def manifest(self) -> dict:
         from kinema import __version__
+        from kinema.provenance import manifest as c2pa_manifest
 
         return c2pa_manifest(
             self.info.get("model", "kinema"), __version__, self.seed, self.prompt, self.watermark, self.generation_id

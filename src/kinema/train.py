@@ -683,8 +683,12 @@ class Monitor:
         pipe = Pipeline.from_pretrained(self.out, text_encoder=text_encoder)
         video = pipe(prompt, steps=SAMPLE_STEPS, seed=0, expand=False)
         (self.out / "samples").mkdir(exist_ok=True)
-        video.save(self.out / "samples" / f"step_{step:08d}.mp4")
-        # a strip of up to 8 frames (tensorboard's add_video would need moviepy); the mp4 is beside it
+        try:
+            video.save(self.out / "samples" / f"step_{step:08d}.mp4")
+        except ModuleNotFoundError as e:  # e.g. a lent GPU machine without PyAV or c2pa: keep the frames
+            tqdm.write(f"sample at step {step}: frames saved as .npy, no mp4 ({e.name} is not installed)")
+            np.save(self.out / "samples" / f"step_{step:08d}.npy", video.frames)
+        # a strip of up to 8 frames (tensorboard's add_video would need moviepy); the video is beside it
         frames = video.frames[:: max(1, len(video.frames) // 8)][:8]  # (n, H, W, 3) uint8
         self.tb.add_image("samples", np.concatenate(list(frames), axis=1), step, dataformats="HWC")
 

@@ -11,7 +11,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -63,6 +62,8 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float, crf: int = 18)
 
 
 def _write_mp4(frames: np.ndarray, path: str | BinaryIO, fps: float, crf: int) -> None:
+    import av  # imported where used: training on a machine without PyAV never needs it
+
     h, w = frames.shape[1:3]
     if h % 2 or w % 2:
         raise VideoError(f"H.264 needs even sizes, got {w}x{h}")
@@ -89,6 +90,8 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
                 return np.asarray(im.convert("RGB"))[None], 1.0
         except OSError as e:
             raise VideoError(f"cannot read image {p}: {e}") from None
+    import av
+
     try:
         with av.open(str(p)) as container:
             if not container.streams.video:
@@ -112,6 +115,8 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
 def h264_roundtrip(frames: np.ndarray, crf: int, fps: float = 12.0) -> np.ndarray:
     """Encode (T, H, W, 3) uint8 frames to H.264 in memory and decode them again (benchmarks, training)."""
     import io
+
+    import av
 
     buf = io.BytesIO()
     _write_mp4(frames, buf, fps, crf)
