@@ -110,7 +110,7 @@ def test_failed_signing_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monke
     def broken(path: Path, definition: dict) -> Path:
         raise P.ProvenanceError("signing failed (test)")
 
-    monkeypatch.setattr(PL, "sign_file", broken)
+    monkeypatch.setattr(P, "sign_file", broken)  # Video.save imports it from kinema.provenance when it saves
     frames = W.render(W.sample_scene(2, "test"), 64, 64, 12)
     for name, video in (
         ("v.mp4", PL.Video(frames, 12.0, "p", "p", 0)),
