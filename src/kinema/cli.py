@@ -401,7 +401,7 @@ def prepare_world_cmd(
     buckets: Annotated[
         str | None,
         typer.Option(
-            help="Bucket set (tiny, small, base; see kinema.footage.BUCKET_SETS): clips go round-robin to its "
+            help="Bucket set (tiny, small, small25, base; see kinema.footage.BUCKET_SETS): clips go round-robin to its "
             "shapes, one sub-folder each, so training sees several sizes, aspects and lengths. Default: one "
             "shape, 64x64, 25 frames."
         ),
@@ -446,7 +446,7 @@ def prepare(
     ],
     vae: Annotated[Path, typer.Option(help="VAE folder (vae.json, vae.safetensors), or 'shipped'.")] = Path("shipped"),
     fps: Annotated[float, typer.Option(help="Frame rate clips are resampled to.")] = 12.0,
-    buckets: Annotated[str, typer.Option(help="Bucket set: tiny, small or base.")] = "small",
+    buckets: Annotated[str, typer.Option(help="Bucket set: tiny, small, small25 or base.")] = "small",
     max_clips: Annotated[int, typer.Option(help="Clips taken per video at most (spread evenly).")] = 4,
     files_per_shard: Annotated[int, typer.Option(help="Source files per shard group.")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

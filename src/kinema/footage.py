@@ -87,6 +87,14 @@ BUCKET_SETS: dict[str, tuple[Bucket, ...]] = {
         Bucket("wide112", 112, 64, 17),
         Bucket("tall112", 64, 112, 17),
     ),
+    "small25": (  # "small" with 2 s (25 frames) at every shape, plus 4:3 (every shape the benchmark asks for)
+        Bucket("sq64", 64, 64, 25),
+        Bucket("land96", 96, 64, 25),
+        Bucket("port96", 64, 96, 25),
+        Bucket("wide112", 112, 64, 25),
+        Bucket("tall112", 64, 112, 25),
+        Bucket("std64", 64, 48, 25),
+    ),
     "base": (  # GPU scale: 256 px area, 49 frames (4 s at 12 fps)
         Bucket("sq256", 256, 256, 49),
         Bucket("land320", 320, 192, 49),
@@ -95,7 +103,7 @@ BUCKET_SETS: dict[str, tuple[Bucket, ...]] = {
         Bucket("tall384", 208, 384, 41),
     ),
 }
-BUDGETS: dict[str, int] = {"tiny": 64, "small": 200, "base": 4096}
+BUDGETS: dict[str, int] = {"tiny": 64, "small": 200, "small25": 200, "base": 4096}
 
 
 def bucket_set(name: str, spatial_ratio: int = 4, temporal_ratio: int = 4) -> tuple[Bucket, ...]:
