@@ -294,43 +294,15 @@ def test_world_training_needs_no_pyav_c2pa_or_minilm_wheel(tmp_path: Path, debug
     (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "KINEMA_TEXT_ENCODER": str(tmp_path / "te")}
     lat, run = tmp_path / "lat", tmp_path / "run"
-    train_args = [
-        "train",
-        "--data",
-        str(lat),
-        "--preset",
-        "debug",
-        "--out",
-        str(run),
-        "--steps",
-        "1",
-        "--batch",
-        "2",
-        "--save-every",
-        "1",
-    ]
-    for args in (
-        ["-c", "import av"],
-        [
-            "-m",
-            "kinema",
-            "prepare-world",
-            "--vae",
-            str(debug_model),
-            "--out",
-            str(lat),
-            "--n",
-            "4",
-            "--buckets",
-            "tiny",
-        ],
-        ["-m", "kinema", *train_args, "--sample-every", "1"],
-        ["-m", "kinema", "export", "--run", str(run), "--out", str(tmp_path / "x")],
+    r = subprocess.run([sys.executable, "-c", "import av"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "No module named 'av'" in r.stderr  # the simulation holds
+    for command in (
+        f"prepare-world --vae {debug_model} --out {lat} --n 4 --buckets tiny",
+        f"train --data {lat} --preset debug --out {run} --steps 1 --batch 2 --save-every 1 --sample-every 1",
+        f"export --run {run} --out {tmp_path / 'x'}",
     ):
-        r = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
-        if args[1] == "import av":
-            assert r.returncode != 0 and "No module named 'av'" in r.stderr  # the simulation holds
-        else:
-            assert r.returncode == 0, r.stderr[-2000:]
+        args = [sys.executable, "-m", "kinema", *command.split()]
+        r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
     assert (run / "samples" / "step_00000001.npy").is_file()
     assert (tmp_path / "x" / "dit.safetensors").is_file()

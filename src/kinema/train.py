@@ -704,12 +704,13 @@ def caption_corpus(n: int, split: str = "train") -> list[str]:
     length: the text a world-trained model meets (kinema pack-text-encoder keeps the word pieces of these)."""
     from kinema.footage import BUCKET_SETS
 
-    shapes = sorted({(b.width / b.height, (b.frames - 1) / 12.0) for bs in BUCKET_SETS.values() for b in bs})
-    shapes += [(1.0, 2.0), (1.0, 60.0)]
+    fps = DEFAULT_SHAPE.fps
+    shapes = sorted({(b.width / b.height, (b.frames - 1) / fps) for bs in BUCKET_SETS.values() for b in bs})
+    shapes.append((1.0, 60.0))  # a minute-long video's captions
     out = []
     for i in range(n):
         aspect, seconds = shapes[i % len(shapes)]
-        scene = world.sample_scene(i, split, aspect=aspect, duration=max(seconds, 0.5))
+        scene = world.sample_scene(i, split, aspect=aspect, duration=seconds)
         out += [long_caption(scene), short_caption(scene)]
     return out
 
