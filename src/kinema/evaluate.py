@@ -100,12 +100,12 @@ def mirror_scene(scene: world.Scene) -> world.Scene:
     objects = []
     for o in scene.objects:
         m = dataclasses.replace(o.motion, direction=flip(o.motion.direction), clockwise=not o.motion.clockwise)
-        objects.append(dataclasses.replace(o, x=scene.aspect - o.x, angle=-o.angle, motion=m))
+        objects.append(dataclasses.replace(o, x=scene.width - o.x, angle=-o.angle, motion=m))
     return dataclasses.replace(
         scene,
         objects=objects,
         camera=flip(scene.camera),
-        occluders=[scene.aspect - x for x in scene.occluders],
+        occluders=[scene.width - x for x in scene.occluders],
         split=f"{scene.split}-mirror",
     )
 

@@ -13,7 +13,8 @@ world._sdf, keep the best IoU; `fit_occluded_shape` for partly hidden blobs), `t
 over a video), `camera_motion` / `camera_zoom` (masked block matching on the background).
 Checks test properties any valid video must have (signed direction, a fall with a bounce, signed
 left/right, the sense of a spin and of a pan), never pixels against one particular render. Pixel
-thresholds are set for 64 px tall frames and scale with the height. See docs/WORLD_BENCH.md, "Detectors".
+thresholds are set for 64x64 frames and scale with the frame's short side, the world's unit (world.py), so
+objects and motions measure the same at every aspect. See docs/WORLD_BENCH.md, "Detectors".
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 from kinema import world
 
 # ---------------------------------------------------------------------------------------------------
-# Thresholds (colour thresholds in [0, 1] units; pixel thresholds are for 64 px tall frames and scale)
+# Thresholds (colour thresholds in [0, 1] units; pixel thresholds are for 64x64 frames and scale with the short side)
 # ---------------------------------------------------------------------------------------------------
 
 SAT_MIN = 0.45  # HSV saturation of an object pixel
@@ -66,7 +67,7 @@ CONTACT_GAP = 1.1  # centroids closer than this many summed blob radii: the obje
 EFFECT_LAG = 2  # frames: an effect must follow its contact within this many frames, and not come before it
 ROUGHNESS_MAX = 0.6  # roughness minus coherence of a moving centroid (see _check_smooth)
 MOVING_MIN = 0.3  # px per frame at H = 64: slower tracks are not tested for smoothness
-REAPPEAR_MAX = 0.12  # fraction of the height: re-emergence off its extrapolated (or former) place
+REAPPEAR_MAX = 0.12  # fraction of the short side: re-emergence off its extrapolated (or former) place
 _MOTION_FAMILIES = frozenset({"direction", "gravity", "static", "rotation"})
 _CONN = np.zeros((3, 3, 3), dtype=bool)
 _CONN[1] = True  # 8-connectivity within a frame, none across time
@@ -119,7 +120,7 @@ class _Segmentation:
 
 
 def _min_area(height: int, width: int) -> int:
-    return max(3, round(MIN_AREA * height * width / 4096))
+    return max(3, round(MIN_AREA * min(height, width) ** 2 / 4096))
 
 
 def _segment_video(frames: np.ndarray) -> _Segmentation:
@@ -488,7 +489,7 @@ def _bridged(a: Blob, b: Blob, hidden: np.ndarray, max_gap: float) -> bool:
 def _merge(blobs: list[Blob], occluded: np.ndarray, covered: np.ndarray | None = None) -> list[Blob]:
     """Join pieces of one object cut in two: by an occluder (same colour, both next to the occluder, side
     by side with overlapping rows and mostly occluder between them), or by an object of another colour on
-    top (`covered`, H x W: other colours' pixels; both pieces next to it, at most 0.12 of the height apart,
+    top (`covered`, H x W: other colours' pixels; both pieces next to it, at most 0.12 of the short side apart,
     only that object or an occluder between their nearest pixels)."""
     parts = [b for b in blobs if b.near_occluder]
     out = [b for b in blobs if not b.near_occluder]
@@ -512,7 +513,7 @@ def _merge(blobs: list[Blob], occluded: np.ndarray, covered: np.ndarray | None =
     if covered is None or sum(b.near_other for b in out) < 2:
         return out
     hidden = occluded | ndimage.binary_dilation(covered, iterations=1)
-    max_gap = 0.12 * occluded.shape[0]
+    max_gap = 0.12 * min(occluded.shape)
     joined = True
     while joined:  # join pairs until none is left (a piece may be cut in three)
         joined = False
@@ -648,7 +649,7 @@ def _as_large(b: Blob, seq: list[Blob | None], clear: np.ndarray, t: int) -> boo
 
 def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Track]:
     blobs = seg.blobs
-    n, height, _ = seg.hue.shape
+    n, height, width = seg.hue.shape
     min_frames = max(1, math.ceil(MIN_TRACK_FRAC * n))
     out: dict[str, Track] = {}
     for color in COLORS:
@@ -665,7 +666,7 @@ def _tracks(seg: _Segmentation, colors: Sequence[str] = COLORS) -> dict[str, Tra
         if max(len(p) for p in per_frame) == 1:
             linked = [{t: p[0] for t, p in enumerate(per_frame) if p}]
         else:
-            linked = _link(per_frame, max_jump=0.3 * height)
+            linked = _link(per_frame, max_jump=0.3 * min(height, width))
             linked.sort(key=lambda d: -sum(b.area for b in d.values()))
         for k, d in enumerate(linked):
             seq = [d.get(t) for t in range(n)]
@@ -899,10 +900,10 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _px(height: int) -> float:
-    """Pixel thresholds are set for 64 px tall frames; they scale with the height, but not below 3/4 (the
-    centroid jitter of small blobs does not shrink with them)."""
-    return max(height / 64, 0.75)
+def _px(unit: int) -> float:
+    """Pixel thresholds are set for 64x64 frames; they scale with the short side (`unit` px, the world's
+    unit), but not below 3/4 (the centroid jitter of small blobs does not shrink with them)."""
+    return max(unit / 64, 0.75)
 
 
 def _to_first_frame(points: np.ndarray, cam: CameraMotion, height: int, width: int) -> np.ndarray:
@@ -969,9 +970,9 @@ def _check_static(raw: np.ndarray, pts: np.ndarray, px: float) -> bool:
     return bool(spread.max() < STATIC_MAX * px + 0.1 * correction)
 
 
-def _check_gravity(tr: Track, fps: float, height: int) -> bool:
+def _check_gravity(tr: Track, fps: float, height: int, unit: int) -> bool:
     """A fall from rest: y first increases, accelerates downwards, reaches the floor, then bounces back up
-    less high than it fell."""
+    less high than it fell (height: the frame's in px; unit: its short side, one world unit)."""
     # heights: fully visible frames, else blobs cut only by a (vertical) occluder, which keeps y unbiased
     cut_by_bar = np.array([b is not None and not b.touches_edge and not b.near_other for b in tr.blobs])
     y = np.where(np.isfinite(tr.centroid[:, 1]), tr.centroid[:, 1], np.where(cut_by_bar, tr.position[:, 1], np.nan))
@@ -987,7 +988,7 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     idx = np.nonzero(np.isfinite(y))[0]
     if len(idx) < 5:
         return False
-    px = _px(height)
+    px = _px(unit)
     margin = 2.0 * px
     y0 = y[idx[0]]
     moved = idx[np.abs(y[idx] - y0) > margin]
@@ -1003,7 +1004,7 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     else:
         return False
     assert tb is not None
-    low = world.FLOOR_Y * height - 0.1 * height
+    low = height - (1.0 - world.FLOOR_Y + 0.1) * unit  # 0.1 unit above the floor band's top
     if tr.bottom[tb] < low:
         # the bounce may be hidden in a blob shared with an object of the same colour just before: it counts
         # if that blob reaches the floor (the fall beside a resting object of its colour)
@@ -1022,7 +1023,7 @@ def _check_gravity(tr: Track, fps: float, height: int) -> bool:
     if len(pre) >= 5:
         ts = pre / fps
         g = 2 * np.polyfit(ts, y[pre], 2)[0]
-        expected = world.GRAVITY * height
+        expected = world.GRAVITY * unit
         if not 0.3 * expected < g < 3.0 * expected:
             return False
     return True
@@ -1086,14 +1087,14 @@ def _check_relation(ta: Track, tb: Track, relation: str) -> bool:
     return {"left of": xa < xb, "right of": xa > xb, "above": ya < yb, "below": ya > yb}.get(relation, False)
 
 
-def _check_camera(cam: CameraMotion, move: str, height: int) -> bool:
+def _check_camera(cam: CameraMotion, move: str, unit: int) -> bool:
     """Pans: the summed background shift moves against the camera (at least PAN_MIN px, direction within
     DIRECTION_MAX_ERR_DEG); zooms: the summed log-zoom has the right sign and is at least ZOOM_MIN."""
-    px = _px(height)
+    px = _px(unit)
     total = cam.shift.sum(axis=0)
     log_zoom = float(np.log(cam.scale).sum())
     if move in world.COMPOUND_CAMERA_MOVES:
-        return _check_compound_pan(cam, move, height)
+        return _check_compound_pan(cam, move, unit)
     if move.startswith("pan-") and move[4:] in world.DIRECTIONS:
         expected = -np.array(world.DIRECTIONS[move[4:]])  # the content moves against the camera
         if float(np.hypot(*total)) < PAN_MIN * px:
@@ -1108,7 +1109,7 @@ def _check_camera(cam: CameraMotion, move: str, height: int) -> bool:
     return False
 
 
-def _check_compound_pan(cam: CameraMotion, move: str, height: int) -> bool:
+def _check_compound_pan(cam: CameraMotion, move: str, unit: int) -> bool:
     """A pan for the first half of the clip, then still ("-stop") or the opposite pan ("-back"): each half
     is checked like a simple move."""
     _, d, kind = move.split("-")
@@ -1116,8 +1117,8 @@ def _check_compound_pan(cam: CameraMotion, move: str, height: int) -> bool:
     first = CameraMotion(cam.shift[:half], cam.scale[:half])
     second = CameraMotion(cam.shift[half:], cam.scale[half:])
     back = {"left": "right", "right": "left", "up": "down", "down": "up"}[d]
-    ok_first = _check_camera(first, f"pan-{d}", height)
-    return ok_first and _check_camera(second, "static" if kind == "stop" else f"pan-{back}", height)
+    ok_first = _check_camera(first, f"pan-{d}", unit)
+    return ok_first and _check_camera(second, "static" if kind == "stop" else f"pan-{back}", unit)
 
 
 def _check_moves(tr: Track, pts: np.ndarray, fps: float, px: float) -> bool:
@@ -1192,10 +1193,10 @@ def _hidden(tr: Track) -> np.ndarray:
     return np.array([b is None or b.near_occluder or b.touches_edge for b in tr.blobs])
 
 
-def _check_permanence(tr: Track, pts: np.ndarray, height: int) -> bool:
+def _check_permanence(tr: Track, pts: np.ndarray, unit: int) -> bool:
     """Object permanence across an occluder: the object is clear of it at the start, and after its last
     hidden stretch it comes back, clear again for at least 2 frames, where (and so when) its motion before
-    hiding predicts (within REAPPEAR_MAX of the height; `pts` are camera-compensated positions). Never
+    hiding predicts (within REAPPEAR_MAX of the short side, `unit` px; `pts` are camera-compensated). Never
     hidden: it must still be there in the last fifth of the clip."""
     n = len(tr.blobs)
     hidden = _hidden(tr)
@@ -1214,13 +1215,13 @@ def _check_permanence(tr: Track, pts: np.ndarray, height: int) -> bool:
     fit = before[-4:]
     vel = np.polyfit(fit, pts[fit], 1)[0] if len(fit) >= 2 else np.zeros(2)
     pred = pts[t0] + vel * (t1 - t0)
-    return bool(np.hypot(*(pts[t1] - pred)) < REAPPEAR_MAX * height)
+    return bool(np.hypot(*(pts[t1] - pred)) < REAPPEAR_MAX * unit)
 
 
-def _check_return(tr: Track, pts: np.ndarray, height: int) -> bool:
+def _check_return(tr: Track, pts: np.ndarray, unit: int) -> bool:
     """Off screen and back: a world-static object visible at the start leaves the frame (absent for at
     least 2 frames), comes back, and its camera-compensated position on return is within REAPPEAR_MAX of
-    the height of where it was before it left."""
+    the short side (`unit` px) of where it was before it left."""
     present = tr.present
     idx = np.flatnonzero(present)
     if len(idx) < 2 or not present[0]:
@@ -1233,7 +1234,7 @@ def _check_return(tr: Track, pts: np.ndarray, height: int) -> bool:
     after = np.flatnonzero(ok)[np.flatnonzero(ok) > idx[gaps[-1]]]
     if len(before) == 0 or len(after) < 2:
         return False
-    return bool(np.hypot(*(np.median(pts[after], axis=0) - np.median(pts[before], axis=0))) < REAPPEAR_MAX * height)
+    return bool(np.hypot(*(np.median(pts[after], axis=0) - np.median(pts[before], axis=0))) < REAPPEAR_MAX * unit)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1285,10 +1286,10 @@ def _check_collision(ta: Track, tb: Track, pa: np.ndarray, pb: np.ndarray, px: f
 
 
 def _check_cause(
-    ta: Track, tb: Track, tn: Track | None, pa: np.ndarray, pb: np.ndarray, height: int
+    ta: Track, tb: Track, tn: Track | None, pa: np.ndarray, pb: np.ndarray, unit: int
 ) -> tuple[bool, bool]:
     """Contact that changes colour. Returns (passes, acausal): passes when b's old colour gives way to the new
-    one in place (at most one frame of overlap, within REAPPEAR_MAX of the height), no earlier than one frame
+    one in place (at most one frame of overlap, within REAPPEAR_MAX of the short side), no earlier than one frame
     before the contact and at most EFFECT_LAG frames after it; acausal when the change comes first."""
     if tn is None or not tb.present[0] or tn.present[0]:
         return False, False
@@ -1297,7 +1298,7 @@ def _check_cause(
     if len(gone) == 0 or gone[-1] > change or tb.present[change + 1 :].any():
         return False, False
     last = int(gone[-1])
-    if np.hypot(*(tn.position[change] - tb.position[last])) > REAPPEAR_MAX * height:
+    if np.hypot(*(tn.position[change] - tb.position[last])) > REAPPEAR_MAX * unit:
         return False, False
     # b's place over the whole clip: the old colour's blob, then the new one's
     pb = np.where(np.isfinite(pb[:, :1]), pb, tn.position)
@@ -1401,7 +1402,8 @@ def score(frames: np.ndarray, spec: dict, fps: float) -> dict[str, float | str]:
 
 def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]], fps: float) -> dict:
     n, h, w, _ = frames.shape
-    px = _px(h)
+    unit = min(h, w)  # px per world unit at zoom 1
+    px = _px(unit)
     seg = _segment_video(frames)
     effects = {str(f["color"]) for f in facts if f["check"] == "cause"}  # hues objects turn into
     tracks = _tracks(seg, [c for _, c, _ in objects] + sorted(effects))
@@ -1431,7 +1433,7 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
             else:
                 ok = ta is not None and tb is not None and _check_relation(ta, tb, rel)
         elif check == "camera":
-            ok = _check_camera(camera(), str(fact["move"]), h)
+            ok = _check_camera(camera(), str(fact["move"]), unit)
         elif check == "smooth":
             ok = _check_smooth(list(matched.values()), px)
         elif check == "instances":
@@ -1455,16 +1457,16 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
                 elif check == "static":
                     ok = _check_static(_series(tr, 0.0), comp(tr, 0.0), px)
                 elif check == "gravity":
-                    ok = _check_gravity(tr, fps, h)
+                    ok = _check_gravity(tr, fps, h, unit)
                 elif check == "rotation":
                     cw = fact.get("clockwise")
                     ok = _check_rotation(tr, None if cw is None else bool(cw), fps)
                 elif check == "moves":
                     ok = _check_moves(tr, comp(tr, 0.0), fps, px)
                 elif check == "permanence":
-                    ok = tr.is_shape(objects[i][2]) and _check_permanence(tr, comp(tr, 0.0), h)
+                    ok = tr.is_shape(objects[i][2]) and _check_permanence(tr, comp(tr, 0.0), unit)
                 elif check == "return":
-                    ok = tr.is_shape(objects[i][2]) and _check_return(tr, comp(tr, 0.0), h)
+                    ok = tr.is_shape(objects[i][2]) and _check_return(tr, comp(tr, 0.0), unit)
                 elif check == "cause":
                     by = matched.get(int(fact["by"]))
                     new = max((t for t in tracks.values() if t.color == fact["color"]), key=lambda t: t.n_present,
@@ -1472,7 +1474,7 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
                     acausal = False
                     if by is not None:
                         pa, pb = (_to_first_frame(t.position, camera(), h, w) for t in (by, tr))
-                        ok, acausal = _check_cause(by, tr, new, pa, pb, h)
+                        ok, acausal = _check_cause(by, tr, new, pa, pb, unit)
                     out[f"acausal:{i}"] = float(acausal)
             if check in _MOTION_FAMILIES:
                 motion.append(float(ok))

@@ -1,8 +1,10 @@
 """The procedural world: scene graphs, physics, rendering, captions and machine-checkable specs.
 
 kinema's default training data and the ground truth of its benchmark. A scene is defined in world units
-(the view is 1 unit tall at zoom 1, x to the right, y downwards), so prompts and physics do not depend on
-resolution; `render(scene, width, height, fps)` rasterises it at any size and frame rate.
+(the view's short side is 1 unit at zoom 1, x to the right, y downwards), so prompts and physics do not
+depend on resolution, and objects keep their size in frames of every shape: a 9:16 view is 1 unit wide and
+16/9 tall, a 16:9 one 16/9 wide and 1 tall; `render(scene, width, height, fps)` rasterises it at any size
+and frame rate.
 
     scene = sample_scene(seed=3, split="train")
     frames = render(scene, 64, 64, fps=12)      # (T, H, W, 3) uint8
@@ -65,7 +67,7 @@ COMPOUND_CAMERA_MOVES: tuple[str, ...] = tuple(f"pan-{d}-{k}" for k in ("stop", 
 
 GRAVITY = 2.5  # world units / s^2, y downwards
 RESTITUTION = 0.72  # fraction of speed kept at a bounce
-FLOOR_Y = 0.9  # top of the floor band in gravity scenes
+FLOOR_Y = 0.9  # top of the floor band in gravity scenes, in a view 1 unit tall (Scene.floor_y: 0.1 above the bottom)
 SPIN = 2.0  # rad/s for rotation
 CAMERA_PAN_SPEED = 0.18  # world units per second
 CAMERA_ZOOM_RATE = 0.3  # log-zoom per second
@@ -131,6 +133,21 @@ class Scene:
     split: str = "train"
     template: int = 0  # which paraphrase family member the captions use
 
+    @property
+    def width(self) -> float:
+        """Width of the view at zoom 1 in world units (the short side is 1)."""
+        return max(self.aspect, 1.0)
+
+    @property
+    def height(self) -> float:
+        """Height of the view at zoom 1 in world units (more than 1 only in portrait views)."""
+        return max(1.0, 1.0 / self.aspect)
+
+    @property
+    def floor_y(self) -> float:
+        """Top of the floor band: as far above the bottom of the view as in a square view."""
+        return FLOOR_Y + (self.height - 1.0)
+
 
 # ---------------------------------------------------------------------------------------------------
 # Physics: positions as a function of time
@@ -154,13 +171,14 @@ def bottom_extent(shape: str, radius: float, angle: float) -> float:
     return float((math.sin(angle) * q[:, 0] + math.cos(angle) * q[:, 1]).max())
 
 
-def fall_trajectory(y0: float, reach: float, t: np.ndarray) -> tuple[np.ndarray, list[float]]:
+def fall_trajectory(y0: float, reach: float, t: np.ndarray, floor_y: float = FLOOR_Y) -> tuple[np.ndarray, list[float]]:
     """Height of a body dropped from rest at y0 that bounces on the floor (event-driven, exact).
 
-    reach is how far the body extends below its centre (`bottom_extent`), so it rests touching the floor.
-    Returns y(t) and the bounce times. Speed after each bounce is RESTITUTION times the speed before.
+    reach is how far the body extends below its centre (`bottom_extent`), so it rests touching the floor
+    (whose top is at floor_y: Scene.floor_y). Returns y(t) and the bounce times. Speed after each bounce is
+    RESTITUTION times the speed before.
     """
-    floor = FLOOR_Y - reach
+    floor = floor_y - reach
     y = np.empty_like(t)
     bounces: list[float] = []
     t_start, y_start, v_start = 0.0, y0, 0.0
@@ -186,7 +204,7 @@ def fall_trajectory(y0: float, reach: float, t: np.ndarray) -> tuple[np.ndarray,
     return y, bounces
 
 
-def _follow(obj: Obj, m: Motion, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _follow(obj: Obj, m: Motion, t: np.ndarray, floor_y: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.full_like(t, obj.x)
     y = np.full_like(t, obj.y)
     ang = np.full_like(t, obj.angle)
@@ -196,20 +214,20 @@ def _follow(obj: Obj, m: Motion, t: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         x = obj.x + dx * v * t
         y = obj.y + dy * v * t
     elif m.kind == "fall":
-        y, _ = fall_trajectory(obj.y, obj.reach, t)
+        y, _ = fall_trajectory(obj.y, obj.reach, t, floor_y)
     elif m.kind == "rotate":
         ang = obj.angle + (SPIN if m.clockwise else -SPIN) * t
     return x, y, ang
 
 
-def trajectory(obj: Obj, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World-space centre (x, y) and angle of an object at times t (seconds)."""
-    x, y, ang = _follow(obj, obj.motion, t)
+def trajectory(obj: Obj, t: np.ndarray, floor_y: float = FLOOR_Y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World-space centre (x, y) and angle of an object at times t (seconds); falls land on floor_y."""
+    x, y, ang = _follow(obj, obj.motion, t, floor_y)
     if obj.after is not None:  # from t_after on, the new motion starts where the old one got to
         tc = np.array([obj.t_after])
-        xc, yc, ac = (float(v[0]) for v in _follow(obj, obj.motion, tc))
+        xc, yc, ac = (float(v[0]) for v in _follow(obj, obj.motion, tc, floor_y))
         there = dataclasses.replace(obj, x=xc, y=yc, angle=ac, after=None)
-        x2, y2, a2 = _follow(there, obj.after, np.maximum(t - obj.t_after, 0.0))
+        x2, y2, a2 = _follow(there, obj.after, np.maximum(t - obj.t_after, 0.0), floor_y)
         late = t >= obj.t_after
         x, y, ang = np.where(late, x2, x), np.where(late, y2, y), np.where(late, a2, ang)
     return x, y, ang
@@ -252,8 +270,8 @@ def interact(scene: Scene, kind: str, a: int, b: int, color: str = "") -> float:
 def camera_path(scene: Scene, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Camera centre (x, y) in world units and zoom at times t. "Pans left" moves the camera left,
     so content moves right in the frame."""
-    cx = np.full_like(t, scene.aspect / 2)
-    cy = np.full_like(t, 0.5)
+    cx = np.full_like(t, scene.width / 2)
+    cy = np.full_like(t, scene.height / 2)
     zoom = np.ones_like(t)
     cam = scene.camera
     if cam in COMPOUND_CAMERA_MOVES:
@@ -335,7 +353,7 @@ def render(
     n = round(scene.duration * fps) + 1 if frames is None else frames
     t = t0 + np.arange(n, dtype=np.float64) / fps
     cx, cy, zoom = camera_path(scene, t)
-    view_h = 1.0 / zoom  # (T,)
+    view_h = scene.height / zoom  # (T,)
     # pixel centres in normalised view coordinates, then world coordinates per frame
     u = (np.arange(width) + 0.5) / width - 0.5
     v = (np.arange(height) + 0.5) / height - 0.5
@@ -346,10 +364,10 @@ def render(
     px_size = (view_h / height)[:, None, None]  # world units per pixel
     img = _block_texture(wx, wy)
     if scene.floor:
-        floor = np.clip((wy - FLOOR_Y) / px_size + 0.5, 0, 1)[..., None]
+        floor = np.clip((wy - scene.floor_y) / px_size + 0.5, 0, 1)[..., None]
         img = img * (1 - floor) + np.float32(0.24) * floor
     for obj in scene.objects:
-        ox, oy, ang = trajectory(obj, t)
+        ox, oy, ang = trajectory(obj, t, scene.floor_y)
         d = _sdf(obj.shape, wx - ox[:, None, None], wy - oy[:, None, None], obj.radius, ang[:, None, None])
         cover = np.clip(0.5 - d / px_size, 0, 1)[..., None]
         rgb = np.broadcast_to(hue_rgb(HUES[obj.color]), (len(t), 3))
@@ -390,21 +408,21 @@ def _sample_motion(rng: np.random.Generator, shape: str, allow_fall: bool) -> Mo
 def _place(rng: np.random.Generator, obj: Obj, scene: Scene) -> None:
     """Choose a start position that keeps a moving object in view for most of the clip."""
     r = obj.radius
-    lo_x, hi_x = r + 0.05, scene.aspect - r - 0.05
-    lo_y, hi_y = r + 0.05, 1 - r - 0.05
+    lo_x, hi_x = r + 0.05, scene.width - r - 0.05
+    lo_y, hi_y = r + 0.05, scene.height - r - 0.05
     m = obj.motion
     if m.kind == "move":
         dx, dy = DIRECTIONS[m.direction]
         travel = ALL_SPEEDS[m.speed] * scene.duration
         # start behind the centre so the path crosses the middle of the view
-        obj.x = float(np.clip(scene.aspect / 2 - dx * travel / 2 + rng.uniform(-0.15, 0.15), lo_x, hi_x))
-        obj.y = float(np.clip(0.5 - dy * travel / 2 + rng.uniform(-0.15, 0.15), lo_y, hi_y))
-    elif m.kind == "fall":
+        obj.x = float(np.clip(scene.width / 2 - dx * travel / 2 + rng.uniform(-0.15, 0.15), lo_x, hi_x))
+        obj.y = float(np.clip(scene.height / 2 - dy * travel / 2 + rng.uniform(-0.15, 0.15), lo_y, hi_y))
+    elif m.kind == "fall":  # as far above the floor as in a square view, so falls bounce at the same times
         obj.x = float(rng.uniform(lo_x, hi_x))
-        obj.y = float(rng.uniform(0.12 + r, 0.4))
+        obj.y = float(rng.uniform(0.12 + r, 0.4)) + (scene.height - 1.0)
     else:
         obj.x = float(rng.uniform(lo_x, hi_x))
-        obj.y = float(rng.uniform(lo_y, FLOOR_Y - obj.reach if scene.floor else hi_y))
+        obj.y = float(rng.uniform(lo_y, scene.floor_y - obj.reach if scene.floor else hi_y))
 
 
 def sample_scene(seed: int, split: str = "train", aspect: float = 1.0, duration: float = 2.0) -> Scene:
@@ -437,8 +455,7 @@ def sample_scene(seed: int, split: str = "train", aspect: float = 1.0, duration:
         if not gravity and rng.random() < 0.3:
             scene.camera = str(rng.choice(CAMERA_MOVES[1:]))
         if rng.random() < 0.2:
-            margin = min(0.3, aspect / 2 - 0.05)  # 0.3 from the sides; less in frames narrower than 0.7 (9:16)
-            scene.occluders = [float(rng.uniform(margin, aspect - margin))]
+            scene.occluders = [float(rng.uniform(0.3, scene.width - 0.3))]  # 0.3 from the sides
         scene.template = int(rng.integers(N_TEMPLATES - 1)) if split != "holdout" else N_TEMPLATES - 1
         if (split == "holdout") == _held_out(scene):
             return scene
@@ -534,9 +551,9 @@ def _dir_words(d: str) -> str:
     return simple.get(d) or "diagonally " + d.replace("-", " and ")
 
 
-def _region(obj: Obj, aspect: float) -> str:
-    col = ["left", "center", "right"][min(2, int(3 * obj.x / aspect))]
-    row = ["top", "middle", "bottom"][min(2, int(3 * obj.y))]
+def _region(obj: Obj, scene: Scene) -> str:
+    col = ["left", "center", "right"][min(2, int(3 * obj.x / scene.width))]
+    row = ["top", "middle", "bottom"][min(2, int(3 * obj.y / scene.height))]
     if row == "middle" and col == "center":
         return "the center"
     if row == "middle":
@@ -590,20 +607,20 @@ def _interaction_long(scene: Scene) -> str:
     a, b = scene.objects
     d = _dir_words(a.motion.direction)
     kind = _interaction(scene)
-    start = f"A {_noun(a, True)} starts at {_region(a, scene.aspect)} and moves {d}"
+    start = f"A {_noun(a, True)} starts at {_region(a, scene)} and moves {d}"
     if kind == "push":
         text = (
-            f"{start}. It hits a {_noun(b, True)} resting at {_region(b, scene.aspect)} and stops dead, and "
+            f"{start}. It hits a {_noun(b, True)} resting at {_region(b, scene)} and stops dead, and "
             f"the {b.color} {b.shape} moves on {d} at the same speed, as when equal masses collide."
         )
     elif kind == "head-on":
         text = (
-            f"{start}, and a {_noun(b, True)} at {_region(b, scene.aspect)} moves towards it at the same "
+            f"{start}, and a {_noun(b, True)} at {_region(b, scene)} moves towards it at the same "
             "speed. They collide and bounce apart, each going back the way it came."
         )
     else:
         text = (
-            f"{start} until it touches a {_noun(b, True)} resting at {_region(b, scene.aspect)}, then stops. "
+            f"{start} until it touches a {_noun(b, True)} resting at {_region(b, scene)}, then stops. "
             f"At the moment they touch, the {b.color} {b.shape} turns {b.color_after}."
         )
     return f"{text} {_CAM_LONG[scene.camera]} The background is a grey blocky texture."
@@ -684,7 +701,7 @@ def long_caption(scene: Scene) -> str:
     k = scene.template
     sentences = []
     for i, o in enumerate(scene.objects):
-        s = _OPEN[k].format(noun=_noun(o, True), where=_region(o, scene.aspect)) + " "
+        s = _OPEN[k].format(noun=_noun(o, True), where=_region(o, scene)) + " "
         m = o.motion
         if m.kind == "move":
             s += _MOVE_LONG[k].format(d=_dir_words(m.direction), s=f" {m.speed}" if m.speed else "")
@@ -735,7 +752,7 @@ def scene_spec(scene: Scene) -> dict:
             facts.append({"check": "direction", "object": i, "direction": m.direction})
         elif m.kind == "fall":
             facts.append({"check": "gravity", "object": i})
-            _, bounces = fall_trajectory(o.y, o.reach, t)
+            _, bounces = fall_trajectory(o.y, o.reach, t, scene.floor_y)
             events += [{"event": "bounce", "object": i, "t": round(b, 4)} for b in bounces]
         elif m.kind == "rotate":
             facts.append({"check": "rotation", "object": i, "clockwise": m.clockwise})
@@ -836,7 +853,7 @@ def parse_prompt(
             scene.floor = scene.floor or motion.kind == "fall"
     _layout(scene, relations)
     if re.search(r"\b(bar|pillar|occluder|post)\b", text):
-        scene.occluders = [aspect / 2]
+        scene.occluders = [scene.width / 2]
     return scene
 
 
@@ -860,27 +877,28 @@ def _layout(scene: Scene, relations: list[tuple[int, str, int]]) -> None:
     """Canonical start positions: spread along x in the order named, then honour the relations."""
     n = len(scene.objects)
     order = list(range(n))  # order[slot] = object
-    ys = [0.5] * n
+    up = (scene.height - 1.0) / 2  # a portrait view's extra height, half above and half below
+    ys = [0.5 + up] * n
     for a, rel, b in relations:
         sa, sb = order.index(a), order.index(b)
         if (rel == "left of" and sa > sb) or (rel == "right of" and sa < sb):
             order[sa], order[sb] = order[sb], order[sa]
         elif rel == "above":
-            ys[a], ys[b] = 0.3, 0.7
+            ys[a], ys[b] = 0.3 + up, 0.7 + up
         elif rel == "below":
-            ys[a], ys[b] = 0.7, 0.3
+            ys[a], ys[b] = 0.7 + up, 0.3 + up
     for slot, i in enumerate(order):
         o = scene.objects[i]
-        o.x, o.y = scene.aspect * (slot + 0.5) / n, ys[i]
+        o.x, o.y = scene.width * (slot + 0.5) / n, ys[i]
         m = o.motion
         if m.kind == "move":
             dx, dy = DIRECTIONS[m.direction]
             travel = ALL_SPEEDS[m.speed] * scene.duration
             if n == 1:
-                o.x = scene.aspect / 2 - dx * travel / 2
+                o.x = scene.width / 2 - dx * travel / 2
             o.y = o.y - dy * travel / 2
         elif m.kind == "fall":
-            o.y = 0.25
+            o.y = 0.25 + 2 * up  # as far above the floor as in a square view
         lo = o.radius + 0.05
-        o.x = float(np.clip(o.x, lo, scene.aspect - lo))
-        o.y = float(np.clip(o.y, lo, (FLOOR_Y if scene.floor else 1.0) - lo))
+        o.x = float(np.clip(o.x, lo, scene.width - lo))
+        o.y = float(np.clip(o.y, lo, (scene.floor_y if scene.floor else scene.height) - lo))
