@@ -327,7 +327,7 @@ ASPECT_SIZES = ((64, 64), (112, 64), (64, 112), (64, 48))  # 1:1, 16:9, 9:16, 4:
 
 def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tuple]:
     """Text-to-video adherence at four aspect ratios (same prompts), args.aspect_seconds long, and the
-    median area in pixels of the objects drawn (metrics.track) beside the ground truth renders' (the world's
+    median area in pixels of the objects drawn (metrics.object_areas) beside the ground truth renders' (the world's
     unit is the frame's short side, so objects keep their pixel size in portrait frames), and the ground
     truth's own joint score (every fact of its spec passing in its render)."""
     rows, seconds = [], args.aspect_seconds
@@ -337,9 +337,9 @@ def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tu
         for i, it in enumerate(items):
             v = pipe(it["prompt"], seconds=seconds, seed=args.seed, **kw_of(args, size, fps))
             res.append(metrics.score(v.frames, it["spec"], fps))
-            area += object_areas(v.frames)
+            area += metrics.object_areas(v.frames)
             truth = scene_clip(i, size, fps, seconds)[0]
-            truth_area += object_areas(truth)
+            truth_area += metrics.object_areas(truth)
             truth_joint.append(metrics.score(truth, it["spec"], fps)["joint"])
         s = metrics.summarize(res)
         cells = " ".join(f"{k}={s.get(k, float('nan')):.2f}" for k in ("color", "shape", "motion", "joint"))
@@ -347,11 +347,6 @@ def aspect_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tu
         cells += f" area={np.median(area):.0f}px ({truth_cells})"
         rows.append((f"adherence {size[0]}x{size[1]}", s.get("joint", float("nan")), cells))
     return rows
-
-
-def object_areas(frames: np.ndarray) -> list[float]:
-    """The median area in pixels, over the frames it is present in, of each object metrics.track finds."""
-    return [float(np.median(t.area[t.present])) for t in metrics.track(frames).values() if t.present.any()]
 
 
 def aspect_task_rows(pipe: Pipeline, args: argparse.Namespace, fps: float) -> list[tuple]:

@@ -731,6 +731,12 @@ def track(frames: np.ndarray) -> dict[str, Track]:
     return _tracks(_segment_video(frames))
 
 
+def object_areas(frames: np.ndarray) -> list[float]:
+    """Per tracked object of a (T, H, W, 3) uint8 video, its median area in pixels over the frames it is
+    present in: the drawn size, to set beside the ground truth's."""
+    return [float(np.median(t.area[t.present])) for t in track(frames).values() if t.present.any()]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Camera motion
 # ---------------------------------------------------------------------------------------------------
