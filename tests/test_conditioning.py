@@ -123,33 +123,23 @@ def test_fill_keeps_the_frames_outside_the_gap(debug_pipe: Pipeline, clip: np.nd
 
 
 def test_keep_frames_pins_inputs_and_fades_their_error_into_neighbours() -> None:
-    from kinema.pipeline import keep_frames
+    from kinema.pipeline import CARRY, keep_frames
 
+    assert CARRY == 8  # two latent frames; the values below are in ninths of the error
     out = np.full((12, 2, 2, 3), 100, np.uint8)  # decoded
-    src = np.full((12, 2, 2, 3), 110, np.uint8)  # the input: 10 levels above its decoding
+    src = np.full((12, 2, 2, 3), 118, np.uint8)  # the input: 18 levels above its decoding
     kept = np.zeros(12, bool)
     kept[[0, 11]] = True  # e.g. first and last keyframes
     got = keep_frames(out, src, kept)[:, 0, 0, 0].tolist()
-    assert got == [110, 108, 106, 104, 102, 100, 100, 102, 104, 106, 108, 110]
+    # 8/9 and 7/9 of the error next to each; in the middle the two shares add up to 7/9 (no dip, no overshoot)
+    assert got == [118, 116, 114, 114, 114, 114, 114, 114, 114, 114, 116, 118]
     kept[:] = False
-    kept[5] = True  # both sides of one kept frame
-    assert keep_frames(out, src, kept)[:, 0, 0, 0].tolist() == [
-        100,
-        102,
-        104,
-        106,
-        108,
-        110,
-        108,
-        106,
-        104,
-        102,
-        100,
-        100,
-    ]
+    kept[5] = True  # both sides of one kept frame: 8/9 ... 1/9 of the error over eight frames, then nothing
+    got = keep_frames(out, src, kept)[:, 0, 0, 0].tolist()
+    assert got == [108, 110, 112, 114, 116, 118, 116, 114, 112, 110, 108, 106]
     kept[7] = True
-    src[7] = 130
-    assert keep_frames(out, src, kept)[6, 0, 0, 0] == 120  # between errors 10 and 30: their mean, no overshoot
+    src[7] = 154
+    assert keep_frames(out, src, kept)[6, 0, 0, 0] == 136  # between errors 18 and 54: their mean, no overshoot
 
 
 def test_dissolve_kept_blends_the_edges_of_an_infill() -> None:
@@ -167,12 +157,13 @@ def test_close_loop_lands_the_last_frame_on_the_first() -> None:
     from kinema.pipeline import close_loop
 
     decoded = np.full((13, 2, 2, 3), 100, np.uint8)  # a loop's decoding: 9 frames, then a still pseudo-chunk
-    decoded[9:] = 90  # the pseudo-chunk decodes 10 levels off frame 0
-    first = np.full((2, 2, 3), 104, np.uint8)  # the given image (its decoding, frame 0, is 4 levels off)
+    decoded[9:] = 91  # the pseudo-chunk decodes 9 levels below its neighbour, and 18 below frame 0's image
+    first = np.full((2, 2, 3), 109, np.uint8)  # the given image (its decoding, frame 0, is 9 levels off)
     got = close_loop(decoded, 9, first)[:, 0, 0, 0].tolist()
-    # frame 0 is the image; its error fades forward (4/5, 3/5 ...), the wrap's error (+14 at the pseudo
-    # frame) fades backward from the end, so the last frame steps into frame 0 as into the pseudo-chunk
-    assert got == [104, 103, 102, 102, 101, 103, 106, 108, 111]
+    # frame 0 is the image; its error (+9) fades forward (8/9, 7/9 ...) and the wrap's (+18 at the pseudo
+    # frame) fades backward from the end, so the last frame steps down into frame 0 (-8) about as the
+    # decoding stepped into the pseudo-chunk (-9), with no jump
+    assert got == [109, 110, 111, 112, 113, 114, 115, 116, 117]
 
 
 def test_loop_and_edit_and_one_frame(debug_pipe: Pipeline, clip: np.ndarray) -> None:
@@ -347,11 +338,12 @@ def test_python_api_errors(debug_pipe: Pipeline, clip: np.ndarray) -> None:
 def test_carry_residual_fades_the_vae_error_into_the_new_frames() -> None:
     from kinema.pipeline import carry_residual
 
-    given = np.full((8, 8, 3), 110, np.uint8)
-    decoded = np.full((8, 8, 3), 100, np.uint8)  # the VAE's round trip of the join frame: 10 levels off
-    new = np.full((6, 8, 8, 3), 100, np.uint8)
+    given = np.full((8, 8, 3), 118, np.uint8)
+    decoded = np.full((8, 8, 3), 100, np.uint8)  # the VAE's round trip of the join frame: 18 levels off
+    new = np.full((10, 8, 8, 3), 100, np.uint8)
     after = carry_residual(given, decoded, new, at_end=False)[:, 0, 0, 0].tolist()
-    assert after == [108, 106, 104, 102, 100, 100]  # 4/5, 3/5, 2/5, 1/5 of the error, then nothing
+    assert after == [116, 114, 112, 110, 108, 106, 104, 102, 100, 100]  # 8/9 ... 1/9 of the error, then nothing
     before = carry_residual(given, decoded, new, at_end=True)[:, 0, 0, 0].tolist()
     assert before == after[::-1]
-    assert carry_residual(np.full((8, 8, 3), 0, np.uint8), decoded, new, at_end=False).min() == 20  # clipped
+    dark, bright = np.full((8, 8, 3), 0, np.uint8), np.full((8, 8, 3), 200, np.uint8)  # an error of -200
+    assert carry_residual(dark, bright, new, at_end=False)[0].max() == 0  # clipped at 0, not wrapped around
