@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import math
 
@@ -127,3 +128,38 @@ def test_ground_truth_passes_its_checks_at_other_aspects(size: tuple[int, int]) 
         scene = world.sample_scene(seed, "test", aspect=w / h)
         passed.append(metrics.score(world.render(scene, w, h, 12.0), world.scene_spec(scene), 12.0)["joint"])
     assert np.mean(passed) == 1.0
+
+
+@pytest.mark.parametrize("size", [(64, 64), (112, 64), (64, 112), (64, 48)])
+def test_size_facts_pass_the_asked_size_and_fail_the_other(size: tuple[int, int]) -> None:
+    """The "sizes" set names a small and a large object; the ground truth passes its size facts (and every
+    other fact) at every aspect, and the same scene drawn with the two sizes swapped fails both."""
+    from kinema.evaluate import prompt_set
+
+    w, h = size
+    for item in prompt_set("sizes", 6, aspect=w / h):
+        assert " small " in f" {item['prompt']} " and " large " in f" {item['prompt']} "
+        assert not any(f["check"] == "relation" for f in item["spec"]["facts"])  # the prompt states none
+        scene = world.scene_from_dict(item["spec"]["scene"])
+        got = metrics.score(world.render(scene, w, h, 12.0), item["spec"], 12.0)
+        assert (got["size:0"], got["size:1"], got["joint"]) == (1.0, 1.0, 1.0)
+        swap = {"small": "large", "large": "small"}
+        objects = [dataclasses.replace(o, size=swap[o.size]) for o in scene.objects]
+        wrong = world.render(dataclasses.replace(scene, objects=objects), w, h, 12.0)
+        got = metrics.score(wrong, item["spec"], 12.0)
+        assert (got["size:0"], got["size:1"]) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("camera", ["zoom-in", "zoom-out"])
+def test_size_facts_follow_the_asked_zoom(camera: str) -> None:
+    """Under a zoom the asked size grows or shrinks with the camera (the area changes 3.3x over 2 s): the
+    ground truth passes, and the same video scored as if the camera were still fails."""
+    from kinema.evaluate import size_item
+
+    item = size_item(0)
+    scene = dataclasses.replace(world.scene_from_dict(item["spec"]["scene"]), camera=camera)
+    frames = world.render(scene, 64, 64, 12.0)
+    zoomed = {**item["spec"], "facts": [*item["spec"]["facts"], {"check": "camera", "move": camera}]}
+    got, still = metrics.score(frames, zoomed, 12.0), metrics.score(frames, item["spec"], 12.0)
+    assert (got["size:0"], got["size:1"]) == (1.0, 1.0)
+    assert still["size:0"] + still["size:1"] < 2.0

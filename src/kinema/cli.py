@@ -630,7 +630,8 @@ def eval_cmd(
     ground_truth: Annotated[bool, typer.Option("--ground-truth", help="Score the world's own renders.")] = False,
     baseline: Annotated[str | None, typer.Option(help="Score a trivial baseline: first-frame, random-drift.")] = None,
     set_name: Annotated[
-        str, typer.Option("--set", help="test, holdout, mirror, probes or probe-{occluder,offscreen,crowd,camera}.")
+        str,
+        typer.Option("--set", help="test, holdout, mirror, probes, probe-KIND, range-{speed,count,height} or sizes."),
     ] = "test",
     n: Annotated[int, typer.Option(help="Number of prompts.")] = 200,
     seeds: Annotated[int, typer.Option(help="Videos per prompt (sampling seeds).")] = 1,

@@ -44,14 +44,14 @@ if TYPE_CHECKING:
 SUITES: dict[str, tuple[str, ...]] = {
     "A render fidelity": ("present",),
     "B temporal consistency": ("static", "moves", "smooth", "instances"),
-    "C prompt adherence": ("present", "direction", "rotation", "relation", "cause"),
+    "C prompt adherence": ("present", "direction", "rotation", "relation", "cause", "size"),
     "D physics": ("gravity", "collision", "cause"),
     "E camera": ("camera",),
     "F object permanence": ("permanence", "return"),
 }
 PROBE_SETS: tuple[str, ...] = tuple(f"probe-{k}" for k in world.PROBES)
 RANGE_SETS: tuple[str, ...] = ("range-speed", "range-count", "range-height")  # outside the trained ranges
-SETS: tuple[str, ...] = ("test", "holdout", "mirror", "probes", *PROBE_SETS, *RANGE_SETS)
+SETS: tuple[str, ...] = ("test", "holdout", "mirror", "probes", *PROBE_SETS, *RANGE_SETS, "sizes")
 BASELINES: tuple[str, ...] = ("first-frame", "random-drift")
 SIZE, FPS = 64, 12.0  # ground-truth and baseline renders
 
@@ -180,16 +180,37 @@ def range_scene(name: str, seed: int) -> world.Scene:
     return scene
 
 
+def size_item(seed: int, aspect: float = 1.0) -> Item:
+    """Two still objects of different hue and shape side by side, one small and one large (in random
+    order), and a prompt that names both sizes ("a small red circle and a large blue square"): the items
+    of the "sizes" set, whose "size" facts check that each is drawn at the size asked (metrics.SIZE_TOL).
+    Test prompts never name a size, so elsewhere the drawn size is free."""
+    rng = np.random.default_rng([seed, 307, 7919])
+    pairs = [(c, s) for c in world.HUES for s in world.SHAPES]
+    first, second = (pairs[i] for i in rng.permutation(len(pairs))[:2])
+    sizes = ("small", "large") if rng.random() < 0.5 else ("large", "small")
+    scene = world.Scene(objects=[], aspect=aspect, seed=seed, split="sizes")
+    for (color, shape), size, fx in zip((first, second), sizes, (0.3, 0.7), strict=True):
+        scene.objects.append(world.Obj(shape, color, size, fx * scene.width, 0.5 * scene.height))
+    item = scene_item(scene, "sizes", [{"check": "size", "object": i, "size": sz} for i, sz in enumerate(sizes)])
+    item["prompt"] = item["spec"]["short"] = " and ".join(f"a {o.size} {o.color} {o.shape}" for o in scene.objects)
+    item["spec"]["facts"] = [f for f in item["spec"]["facts"] if f["check"] != "relation"]  # not stated
+    return item
+
+
 def prompt_set(name: str, n: int, start: int = 0, aspect: float = 1.0, duration: float = 2.0) -> list[Item]:
     """n items of a named set: "test" (in-distribution, unseen seeds), "holdout" (compositional hold-outs),
     "mirror" (mirrored left/right pairs), "probe-KIND" (world.probe_scene), "probes" (all kinds in turn),
-    or one of RANGE_SETS (`range_scene`: speeds, counts and drop heights outside the trained ranges).
-    aspect (width / height) and duration (seconds) shape the scenes of "test" and "holdout" only."""
+    one of RANGE_SETS (`range_scene`: speeds, counts and drop heights outside the trained ranges), or
+    "sizes" (`size_item`: a small and a large object, sizes named). aspect (width / height) shapes the
+    scenes of "test", "holdout" and "sizes"; duration (seconds) those of "test" and "holdout"."""
     if name in ("test", "holdout"):
         scenes = (world.sample_scene(s, name, aspect=aspect, duration=duration) for s in range(start, start + n))
         return [scene_item(sc, name) for sc in scenes]
     if name in RANGE_SETS:
         return [scene_item(range_scene(name, s), name) for s in range(start, start + n)]
+    if name == "sizes":
+        return [size_item(s, aspect) for s in range(start, start + n)]
     if name == "mirror":
         return _mirror_pairs(n, start)
     if name in PROBE_SETS:

@@ -20,6 +20,7 @@ objects and motions measure the same at every aspect. See docs/WORLD_BENCH.md, "
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ _FAMILIES: tuple[str, ...] = ("present", "direction", "gravity", "static", "rota
 # checks the benchmark adds to specs (kinema.evaluate): smoothness, object permanence, order-blind relations
 EXTRA_FAMILIES: tuple[str, ...] = (
     "moves", "smooth", "instances", "permanence", "return", "relation_blind", "collision", "cause", "acausal",
+    "size",
 )  # fmt: skip
 # reported, but not facts of the spec (not part of "joint"): order-blind relations; "acausal" is 1 when an
 # effect (a colour change) comes before its cause (the contact), the rate the seeds' bitten cookie shows
@@ -68,6 +70,9 @@ EFFECT_LAG = 2  # frames: an effect must follow its contact within this many fra
 ROUGHNESS_MAX = 0.6  # roughness minus coherence of a moving centroid (see _check_smooth)
 MOVING_MIN = 0.3  # px per frame at H = 64: slower tracks are not tested for smoothness
 REAPPEAR_MAX = 0.12  # fraction of the short side: re-emergence off its extrapolated (or former) place
+# drawn area over the asked size's area: within this factor either way passes. The square root of the
+# large/small area ratio, so an area passes only when it is nearer (in log) the asked size than the other
+SIZE_TOL = world.SIZES["large"] / world.SIZES["small"]
 _MOTION_FAMILIES = frozenset({"direction", "gravity", "static", "rotation"})
 _CONN = np.zeros((3, 3, 3), dtype=bool)
 _CONN[1] = True  # 8-connectivity within a frame, none across time
@@ -1093,6 +1098,32 @@ def _check_relation(ta: Track, tb: Track, relation: str) -> bool:
     return {"left of": xa < xb, "right of": xa > xb, "above": ya < yb, "below": ya > yb}.get(relation, False)
 
 
+@functools.cache
+def _area_per_r2(shape: str) -> float:
+    """A shape's area over its radius squared (world._sdf at angle 0, on a fine grid): pi for a circle."""
+    g = (np.arange(801) - 400) / 200  # 2.5 radii either way, 200 samples per radius
+    gx, gy = np.meshgrid(g, g)
+    return float((world._sdf(shape, gx, gy, 1.0, np.zeros(())) < 0).sum()) / 200**2
+
+
+def size_ratio(tr: Track, shape: str, size: str, camera: str, fps: float, unit: int) -> float:
+    """How large a tracked object is drawn against the size asked: its median area over the frames where it
+    is fully visible, over the area of that shape at that size (world.SIZES; the short side of `unit` px
+    is one world unit, scaled by the asked camera zoom at each frame). NaN if it is never fully visible."""
+    frames = [t for t, b in enumerate(tr.blobs) if b is not None and b.fully_visible and not b.shared]
+    if not frames:
+        return math.nan
+    t = np.asarray(frames, dtype=np.float64) / fps
+    rate = {"zoom-in": 1.0, "zoom-out": -1.0}.get(camera, 0.0) * world.CAMERA_ZOOM_RATE
+    asked = _area_per_r2(shape) * (world.SIZES[size] * unit * np.exp(rate * t)) ** 2
+    return float(np.median(tr.area[frames] / asked))
+
+
+def _check_size(tr: Track, shape: str, size: str, camera: str, fps: float, unit: int) -> bool:
+    """Drawn at the asked size: size_ratio within SIZE_TOL either way (a never fully visible object fails)."""
+    return 1 / SIZE_TOL <= size_ratio(tr, shape, size, camera, fps, unit) <= SIZE_TOL
+
+
 def _check_camera(cam: CameraMotion, move: str, unit: int) -> bool:
     """Pans: the summed background shift moves against the camera (at least PAN_MIN px, direction within
     DIRECTION_MAX_ERR_DEG); zooms: the summed log-zoom has the right sign and is at least ZOOM_MIN."""
@@ -1387,8 +1418,8 @@ def score(frames: np.ndarray, spec: dict, fps: float) -> dict[str, float | str]:
     and "joint" (1.0 iff every fact passes).
 
     Fact keys: "present:i" (colour found with the right majority shape), "direction:i", "gravity:i",
-    "static:i", "rotation:i", "relation:a-b", "camera". Never raises: an empty video, a wrong dtype or
-    shape, or a malformed spec gives all-zero scores and an "error" message.
+    "static:i", "rotation:i", "relation:a-b", "camera", "size:i" (drawn at the asked size). Never raises:
+    an empty video, a wrong dtype or shape, or a malformed spec gives all-zero scores and an "error" message.
     """
     try:
         frames = _check_frames(frames)
@@ -1414,6 +1445,7 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
     effects = {str(f["color"]) for f in facts if f["check"] == "cause"}  # hues objects turn into
     tracks = _tracks(seg, [c for _, c, _ in objects] + sorted(effects))
     matched = _match_objects(objects, tracks, n)
+    camera_move = next((str(f["move"]) for f in facts if f["check"] == "camera"), "static")  # as asked
     cam: CameraMotion | None = None
 
     def camera() -> CameraMotion:
@@ -1473,6 +1505,8 @@ def _score(frames: np.ndarray, facts: list, objects: list[tuple[int, str, str]],
                     ok = tr.is_shape(objects[i][2]) and _check_permanence(tr, comp(tr, 0.0), unit)
                 elif check == "return":
                     ok = tr.is_shape(objects[i][2]) and _check_return(tr, comp(tr, 0.0), unit)
+                elif check == "size":
+                    ok = _check_size(tr, objects[i][2], str(fact["size"]), camera_move, fps, unit)
                 elif check == "cause":
                     by = matched.get(int(fact["by"]))
                     new = max((t for t in tracks.values() if t.color == fact["color"]), key=lambda t: t.n_present,
