@@ -181,13 +181,14 @@ def range_scene(name: str, seed: int) -> world.Scene:
 
 
 def size_item(seed: int, aspect: float = 1.0) -> Item:
-    """Two still objects of different hue and shape side by side, one small and one large (in random
+    """Two still objects of different hues and shapes side by side, one small and one large (in random
     order), and a prompt that names both sizes ("a small red circle and a large blue square"): the items
     of the "sizes" set, whose "size" facts check that each is drawn at the size asked (metrics.SIZE_TOL).
-    Test prompts never name a size, so elsewhere the drawn size is free."""
+    Test prompts never name a size, so elsewhere the drawn size is free. Two hues, so that a colour
+    names one object (benchmarks/sizes.py looks each up by colour)."""
     rng = np.random.default_rng([seed, 307, 7919])
-    pairs = [(c, s) for c in world.HUES for s in world.SHAPES]
-    first, second = (pairs[i] for i in rng.permutation(len(pairs))[:2])
+    hues, shapes = rng.permutation(list(world.HUES))[:2], rng.permutation(list(world.SHAPES))[:2]
+    first, second = ((str(c), str(s)) for c, s in zip(hues, shapes, strict=True))
     sizes = ("small", "large") if rng.random() < 0.5 else ("large", "small")
     scene = world.Scene(objects=[], aspect=aspect, seed=seed, split="sizes")
     for (color, shape), size, fx in zip((first, second), sizes, (0.3, 0.7), strict=True):
